@@ -1,0 +1,100 @@
+"""Alert v1 documents (schemas/alert.v1.json) from scored events. Pure.
+
+Alert ids are deterministic (a UUIDv5 of kind, evidence and model version), so a
+replayed or re-delivered event produces the same alert id: consumers can
+de-duplicate on it under at-least-once delivery.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+ALERT_NAMESPACE = uuid.UUID("6f1c1f3e-8a4b-5d2e-9c7a-2b3d4e5f6a7b")
+SEVERITIES = ("informational", "low", "medium", "high", "critical")
+_EVENT_SEVERITY_RANK = {"unknown": 0, "informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+SUMMARY_FIELDS = ("source", "event_type", "host", "user", "src_ip", "dst_ip", "dst_port", "outcome", "process")
+
+
+def alert_id(kind: str, evidence: str, model_version: str) -> str:
+    """Deterministic id of the alert of ``kind`` raised on ``evidence``."""
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{kind}|{evidence}|{model_version}"))
+
+
+def alert_severity(score: float, event_severity: str | None = None) -> str:
+    """Severity from the calibrated score, raised one step for events the source marked high/critical."""
+    if score >= 98:
+        level = 3
+    elif score >= 95:
+        level = 2
+    else:
+        level = 1
+    if _EVENT_SEVERITY_RANK.get(event_severity or "unknown", 0) >= 3:
+        level += 1
+    return SEVERITIES[min(level, 4)]
+
+
+def event_summary(event: Mapping[str, Any], max_message: int = 160) -> dict[str, Any]:
+    """Short, safe summary of an event for alerts and neighbour lists."""
+    out: dict[str, Any] = {k: event[k] for k in SUMMARY_FIELDS if event.get(k) is not None}
+    message = str(event.get("message", ""))
+    out["message"] = message if len(message) <= max_message else message[: max_message - 1] + "…"
+    return out
+
+
+def summary_line(event: Mapping[str, Any], max_len: int = 140) -> str:
+    """One-line text summary, e.g. for a neighbour in an explanation."""
+    head = " ".join(f"{k}={event[k]}" for k in ("source", "event_type", "host", "user", "src_ip", "outcome")
+                    if event.get(k) is not None)
+    line = f"{head}: {event.get('message', '')}" if head else str(event.get("message", ""))
+    return line if len(line) <= max_len else line[: max_len - 1] + "…"
+
+
+def title_for(event: Mapping[str, Any], score: float) -> str:
+    what = event.get("event_type") or event.get("source") or "event"
+    who = event.get("user") or event.get("host") or event.get("src_ip") or "unknown entity"
+    return f"Unusual {what} for {who} (score {score:.0f})"
+
+
+def event_alert(
+    *,
+    event: Mapping[str, Any],
+    entity: tuple[str, str],
+    score: float,
+    confidence: float,
+    warmup: bool,
+    components: Mapping[str, float],
+    neighbours: Sequence[Mapping[str, Any]],
+    terms: Sequence[Mapping[str, Any]],
+    template: str | None,
+    template_id: str | None,
+    model_version: str,
+) -> dict[str, Any]:
+    """An ``event_anomaly`` alert for one event (``event`` is the SecurityEvent as a dict)."""
+    event_id = str(event["event_id"])
+    return {
+        "schema_version": "1",
+        "alert_id": alert_id("event_anomaly", event_id, model_version),
+        "kind": "event_anomaly",
+        "time": event["time"],
+        "first_seen": event["time"],
+        "last_seen": event["time"],
+        "count": 1,
+        "score": round(float(score), 2),
+        "severity": alert_severity(score, event.get("severity")),
+        "confidence": round(float(confidence), 3),
+        "warmup": bool(warmup),
+        "title": title_for(event, score),
+        "entity": {"type": entity[0], "id": entity[1]},
+        "evidence": {"event_ids": [event_id], "session_id": event.get("session_id")},
+        "explanation": {
+            "components": {k: round(float(v), 4) for k, v in components.items()},
+            "neighbours": [dict(n) for n in neighbours],
+            "top_terms": [dict(t) for t in terms],
+            "template": template,
+            "template_id": template_id,
+        },
+        "event": event_summary(event),
+        "model_version": model_version,
+    }
