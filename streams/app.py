@@ -1,0 +1,181 @@
+"""The Faust app: topics and thin agents around `Pipeline.process`.
+
+At-least-once: Tansu has no transactions (design.md), so effects are idempotent
+instead: store point ids are UUIDv5 of event ids and alert ids are deterministic,
+so a batch re-delivered after a crash rewrites the same points and alerts.
+
+The pipeline is CPU-bound; it runs in a single worker thread so the event loop
+keeps heartbeating while a batch is encoded, and batches never overlap (the
+state is not shared between threads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TextIO
+
+import faust
+
+from streams import metrics
+from streams.pipeline import EVENTS as EVENTS_COLLECTION
+from streams.pipeline import BatchOutcome, Pipeline
+from streams.settings import Settings
+from streams.state import save_state
+
+log = logging.getLogger(__name__)
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def entity_key(event: dict[str, Any]) -> bytes | None:
+    """Partition key of an event: its entity, so one worker sees all of an entity's events."""
+    for name in ("user", "host", "src_ip"):
+        value = event.get(name)
+        if isinstance(value, str) and value:
+            return value.encode("utf-8")
+    return None
+
+
+def format_alert_line(alert: dict[str, Any]) -> str:
+    """One readable line per alert for a terminal."""
+    ent = alert.get("entity", {})
+    comps = alert.get("explanation", {}).get("components", {})
+    top = max(comps, key=comps.get) if comps else "-"
+    return (f"{alert.get('time', '')[:19]}  {alert.get('severity', ''):<8} {alert.get('score', 0):6.1f}  "
+            f"{ent.get('type', '')}={ent.get('id', '')}  [{top}]  {alert.get('title', '')}")
+
+
+class Worker:
+    """Owns the Faust app, the pipeline and the thread the pipeline runs in."""
+
+    def __init__(self, settings: Settings, bootstrap: str, pipeline: Pipeline, *, state_dir: Any,
+                 sample: Callable[[], Iterable[bytes]] | None = None, out: TextIO | None = None) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.state_dir = state_dir
+        self.out = out or sys.__stdout__
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
+        s = settings
+        self.app = faust.App(
+            s.app_id,
+            broker=f"kafka://{bootstrap}",
+            value_serializer="raw",
+            key_serializer="raw",
+            topic_partitions=s.topic_partitions,
+            topic_replication_factor=1,
+            broker_rebalance_timeout=s.kafka_rebalance_timeout_s,
+            broker_session_timeout=s.kafka_session_timeout_s,
+            broker_heartbeat_interval=s.kafka_heartbeat_interval_s,
+            consumer_auto_offset_reset="earliest",
+            producer_max_request_size=max(1_048_576, 4 * s.max_message_bytes, 16 * 1_048_576),
+            consumer_max_fetch_size=16 * 1_048_576,
+            datadir=str(s.data_dir / "faust"),
+            web_enabled=False,
+        )
+        self.events_topic = self.app.topic(s.topic_events, partitions=s.topic_partitions)
+        self.dlq_topic = self.app.topic(s.topic_dlq, partitions=1)
+        self.alerts_topic = self.app.topic(s.topic_alerts, partitions=1)
+        self.app.agent(self.events_topic, name="events")(self._events_agent)
+        self.app.timer(5.0, name="lag")(self._lag_timer)
+        self.app.timer(s.state_interval_s, name="state")(self._state_timer)
+        if s.print_alerts:
+            self.app.agent(self.alerts_topic, name="alerts-printer")(self._print_alerts)
+        if sample is not None:
+            self._sample = sample
+            self.app.task(self._feed_sample, name="sample")
+        metrics.ALERT_THRESHOLD.set(s.alert_threshold)
+
+    async def _events_agent(self, stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_within_s):
+            values = [e.value if isinstance(e.value, bytes) else bytes(e.value or b"") for e in events]
+            outcome: BatchOutcome = await loop.run_in_executor(self.executor, self.pipeline.process, values)
+            await self._publish(outcome, events)
+            now = time.time()
+            for e in events:
+                ts = e.message.timestamp
+                if ts:
+                    metrics.E2E_SECONDS.observe(max(0.0, now - ts))
+            metrics.observe_outcome(outcome)
+            metrics.BASELINE_EXEMPLARS.set(len(self.pipeline.detector.baseline))
+
+    async def _publish(self, outcome: BatchOutcome, events: list[Any]) -> None:
+        sends = []
+        for r in outcome.rejected:
+            msg = events[r.index].message
+            record = r.dlq_record(source=f"{msg.topic}/{msg.partition}/{msg.offset}")
+            sends.append(await self.dlq_topic.send(key=None, value=dumps(record)))
+        for alert in outcome.alerts:
+            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=dumps(alert)))
+        if sends:  # wait for the broker's acks before the batch's offsets can be committed
+            await asyncio.gather(*sends)
+
+    async def _lag_timer(self) -> None:
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != self.settings.topic_events:
+                continue
+            try:
+                position = await consumer.position(tp)
+                lag = max(0, consumer.highwater(tp) - (position or 0))
+            except Exception:  # not yet fetched / rebalancing
+                continue
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        store = self.pipeline.store
+        if store is not None:
+            count = await asyncio.get_running_loop().run_in_executor(self.executor, store.count, EVENTS_COLLECTION)
+            metrics.STORE_POINTS.labels(EVENTS_COLLECTION).set(count)
+
+    async def _state_timer(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.save)
+
+    def save(self) -> None:
+        """Persist detector/encoder state and flush the store (runs on the pipeline thread)."""
+        save_state(self.pipeline, self.state_dir)
+        if self.pipeline.store is not None:
+            self.pipeline.store.flush()
+
+    async def _print_alerts(self, stream: faust.StreamT) -> None:
+        async for value in stream:
+            try:
+                alert = json.loads(value)
+                line = format_alert_line(alert)
+            except (ValueError, TypeError, AttributeError):
+                continue
+            print(line, file=self.out, flush=True)
+
+    async def _feed_sample(self) -> None:
+        await asyncio.sleep(1.0)
+        rate = self.settings.sample_rate
+        sent, started = 0, time.monotonic()
+        for value in self._sample():
+            try:
+                key = entity_key(json.loads(value))
+            except ValueError:
+                key = None
+            await self.events_topic.send(key=key, value=value)
+            sent += 1
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0.05:
+                await asyncio.sleep(ahead)
+        log.info("sample stream: %d events sent", sent)
+
+    def run(self, loglevel: str = "info") -> None:
+        """Run until SIGINT/SIGTERM; then save state."""
+        worker = faust.Worker(self.app, loglevel={"warning": "warn"}.get(loglevel, loglevel),
+                              redirect_stdouts=False, console_port=0)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit:
+            pass
+        finally:
+            self.executor.submit(self.save).result(timeout=60)
+            self.executor.shutdown(wait=True)

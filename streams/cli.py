@@ -1,0 +1,259 @@
+"""`secstream` command line. Bad arguments get one line naming what is valid."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the model ships in a package
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pydantic import ValidationError  # noqa: E402
+
+from schemas.errors import SecstreamError  # noqa: E402
+
+FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
+BENCHES = ("store",)
+log = logging.getLogger("secstream")
+
+
+class CliError(SecstreamError):
+    """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not a usage dump
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _settings(**overrides: Any) -> Any:
+    from streams.settings import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = "SECSTREAM_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise CliError(f"invalid setting {field}: {first['msg']}") from exc
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _existing_file(path: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"no such file: {path}")
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from streams.app import Worker
+    from streams.broker import EmbeddedBroker
+    from streams.metrics import serve
+    from streams.runtime import build_pipeline, build_store
+    from streams.state import load_state
+
+    settings = _settings(metrics_port=args.metrics_port)
+    _setup_logging(settings.log_level)
+    broker = None
+    sample = None
+    data_dir = settings.data_dir
+    if settings.embedded_broker:
+        broker = EmbeddedBroker().start()
+        bootstrap = broker.bootstrap
+        if settings.sample and not args.no_sample:
+            from streams.sample import iter_sample
+
+            sample = iter_sample
+            if "SECSTREAM_DATA_DIR" not in os.environ:
+                # the demo replays the same stream each time into a fresh in-memory broker: start
+                # from a clean state too, or the second run has already learned the attacks
+                data_dir = Path(tempfile.mkdtemp(prefix="secstream-demo-"))
+        print(f"embedded broker (Tansu) on {bootstrap}; stop with Ctrl-C", file=sys.stderr, flush=True)
+    else:
+        bootstrap = settings.kafka_bootstrap
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    store = None
+    try:
+        serve(settings.metrics_port, settings.metrics_host)
+        if settings.metrics_port:
+            print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics", file=sys.stderr, flush=True)
+        store = build_store(settings)
+        pipeline = build_pipeline(settings, store)
+        load_state(pipeline, settings.data_dir / "state")
+        if sample is not None:
+            print("feeding the bundled sample stream; alerts follow as they are published", file=sys.stderr,
+                  flush=True)
+        worker = Worker(settings, bootstrap, pipeline, state_dir=settings.data_dir / "state", sample=sample)
+        worker.run(settings.log_level)
+    finally:
+        if store is not None:
+            store.close()
+        if broker is not None:
+            broker.stop()
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from streams.broker import EmbeddedBroker
+
+    with EmbeddedBroker(port=args.port) as broker:
+        print(f"embedded broker (Tansu) on {broker.bootstrap}; stop with Ctrl-C", flush=True)
+        stop = {"now": False}
+
+        def _stop(*_: Any) -> None:
+            stop["now"] = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            while not stop["now"] and broker.running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _bootstrap(settings: Any, flag: str | None) -> str:
+    bootstrap = flag or settings.kafka_bootstrap
+    if not bootstrap:
+        raise CliError("no Kafka to talk to: pass --bootstrap HOST:PORT or set SECSTREAM_KAFKA_BOOTSTRAP "
+                       "(`secstream broker` starts an embedded one)")
+    return bootstrap
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from streams.tools import produce_file
+
+    settings = _settings()
+    path = _existing_file(args.file)
+    sent, skipped = produce_file(_bootstrap(settings, args.bootstrap), args.topic or settings.topic_events, path,
+                                 args.format, rate=args.rate, year=args.year)
+    print(f"produced {sent} events to {args.topic or settings.topic_events}"
+          + (f" ({skipped} unreadable records skipped)" if skipped else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from streams.tools import print_alerts
+
+    settings = _settings()
+    try:
+        print_alerts(_bootstrap(settings, args.bootstrap), args.topic or settings.topic_alerts,
+                     follow=args.follow, as_json=args.json, limit=args.limit)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import run_replay
+
+    settings = _settings()
+    _setup_logging("warning")
+    path = _existing_file(args.input)
+    summary = run_replay(path, args.format, Path(args.out), settings,
+                         keep_store=Path(args.store_dir) if args.store_dir else None, year=args.year)
+    print(f"replayed {summary.records} records ({summary.events} events, {summary.errors} errors, "
+          f"{summary.sessions} sessions) in {summary.seconds:.1f}s = {summary.events_per_s:,.0f} records/s; "
+          f"{summary.alerts} alerts -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.what == "store":
+        from bench.store_compare import main as store_main
+
+        return store_main(args.rest)
+    raise CliError(f"unknown benchmark {args.what!r}; valid: {', '.join(BENCHES)}")
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings()
+    masked = settings.masked()
+    if args.json:
+        print(json.dumps(masked, indent=2))
+    else:
+        width = max(len(k) for k in masked)
+        for key, value in masked.items():
+            print(f"SECSTREAM_{key.upper():<{width}}  {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="secstream", description="Streaming hybrid embeddings and anomaly alerts for security logs.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run a worker (embedded broker, store and sample unless configured)")
+    run.add_argument("--no-sample", action="store_true", help="do not feed the bundled sample stream")
+    run.add_argument("--metrics-port", type=int, default=None, help="port of /metrics (0 disables)")
+    run.set_defaults(func=cmd_run)
+
+    br = sub.add_parser("broker", help="run the embedded Kafka-compatible broker alone")
+    br.add_argument("--port", type=int, default=None, help="loopback port (default: a free one)")
+    br.set_defaults(func=cmd_broker)
+
+    pr = sub.add_parser("produce", help="publish a file to the events topic")
+    pr.add_argument("file")
+    pr.add_argument("--format", choices=FORMATS, default="auto")
+    pr.add_argument("--bootstrap", default=None)
+    pr.add_argument("--topic", default=None)
+    pr.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    pr.add_argument("--year", type=int, default=None, help="year for syslog timestamps that have none")
+    pr.set_defaults(func=cmd_produce)
+
+    al = sub.add_parser("alerts", help="print alerts from the alerts topic")
+    al.add_argument("--follow", "-f", action="store_true", help="keep waiting for new alerts")
+    al.add_argument("--json", action="store_true", help="one JSON alert per line")
+    al.add_argument("--bootstrap", default=None)
+    al.add_argument("--topic", default=None)
+    al.add_argument("--limit", type=int, default=None)
+    al.set_defaults(func=cmd_alerts)
+
+    rp = sub.add_parser("replay", help="score a file offline, prequentially, as the worker would")
+    rp.add_argument("input")
+    rp.add_argument("--format", choices=FORMATS, default="auto")
+    rp.add_argument("--out", required=True, help="output directory (events.jsonl, sessions.jsonl, alerts.jsonl)")
+    rp.add_argument("--store-dir", default=None, help="keep the vector store here (default: temporary)")
+    rp.add_argument("--year", type=int, default=None, help="year for syslog timestamps that have none")
+    rp.set_defaults(func=cmd_replay)
+
+    be = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES))
+    be.add_argument("what", choices=BENCHES)
+    be.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark")
+    be.set_defaults(func=cmd_bench)
+
+    cf = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    cf.add_argument("--json", action="store_true")
+    cf.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SecstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

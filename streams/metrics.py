@@ -1,0 +1,76 @@
+"""Prometheus metrics of a worker (the only module importing prometheus_client).
+
+Names follow Prometheus conventions: counters end in ``_total``, durations are
+histograms in ``_seconds``. Label values come from small fixed sets (results,
+DLQ reason codes, alert kinds and severities), never from event content.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+EVENTS = Counter("secstream_events_total", "Events consumed, by result (ok, invalid).", ["result"],
+                 registry=REGISTRY)
+DLQ = Counter("secstream_dlq_total", "Messages sent to the dead-letter topic, by reason.", ["reason"],
+              registry=REGISTRY)
+ALERTS = Counter("secstream_alerts_total", "Alerts published, by kind and severity.", ["kind", "severity"],
+                 registry=REGISTRY)
+BATCH_SIZE = Histogram("secstream_batch_events", "Events per processed batch.",
+                       buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=REGISTRY)
+STAGE_SECONDS = Histogram("secstream_stage_seconds", "Time per batch spent in each pipeline stage.", ["stage"],
+                          buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+ENCODE_SECONDS = Histogram("secstream_encode_seconds", "Hybrid encoding time per batch.",
+                           buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+UPSERT_SECONDS = Histogram("secstream_upsert_seconds", "Vector store upsert time per batch.",
+                           buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+E2E_SECONDS = Histogram("secstream_end_to_end_seconds",
+                        "From the Kafka message timestamp to the batch's results sent (alerts, DLQ).",
+                        buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+CONSUMER_LAG = Gauge("secstream_consumer_lag_messages", "Highwater minus position of the events topic.",
+                     ["topic", "partition"], registry=REGISTRY)
+STORE_POINTS = Gauge("secstream_store_points", "Points in a store collection.", ["collection"], registry=REGISTRY)
+BASELINE_EXEMPLARS = Gauge("secstream_baseline_exemplars", "Exemplars in the in-memory kNN baseline.",
+                           registry=REGISTRY)
+TEXT_CACHE = Counter("secstream_text_cache_total", "Text embedding cache lookups, by result (hit, miss).",
+                     ["result"], registry=REGISTRY)
+ALERT_THRESHOLD = Gauge("secstream_alert_threshold_score", "Score (0-100) above which an event alerts.",
+                        registry=REGISTRY)
+
+for _result in ("ok", "invalid"):
+    EVENTS.labels(_result)
+for _reason in ("not_utf8", "not_json", "not_object", "too_large", "missing_field", "wrong_type", "invalid_value"):
+    DLQ.labels(_reason)
+
+
+def serve(port: int, host: str = "0.0.0.0") -> None:
+    """Serve /metrics on ``host:port`` in a daemon thread (port 0 disables)."""
+    if port:
+        start_http_server(port, addr=host, registry=REGISTRY)
+
+
+def observe_outcome(outcome: "BatchOutcomeLike") -> None:
+    """Count a processed batch (see streams.pipeline.BatchOutcome)."""
+    rejected = outcome.rejected
+    EVENTS.labels("ok").inc(len(outcome.results) - len(rejected))
+    if rejected:
+        EVENTS.labels("invalid").inc(len(rejected))
+        for r in rejected:
+            DLQ.labels(r.reason).inc()
+    for alert in outcome.alerts:
+        ALERTS.labels(alert["kind"], alert["severity"]).inc()
+    BATCH_SIZE.observe(len(outcome.results))
+    for stage, seconds in outcome.timings.items():
+        STAGE_SECONDS.labels(stage).observe(seconds)
+    ENCODE_SECONDS.observe(outcome.timings.get("encode", 0.0))
+    UPSERT_SECONDS.observe(outcome.timings.get("upsert", 0.0))
+
+
+class BatchOutcomeLike:  # typing aid only; the pipeline's BatchOutcome satisfies it
+    results: list
+    alerts: list
+    timings: dict
+    rejected: list

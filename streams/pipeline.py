@@ -1,0 +1,174 @@
+"""The event pipeline: raw message bytes → validated events → hybrid vectors →
+store upsert → prequential kNN novelty → alerts.
+
+One function (`Pipeline.process`) serves the Faust agent and `secstream replay`,
+so an offline replay scores exactly as production does. It is synchronous and
+CPU-bound: the agent runs it in a single worker thread, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from detection.alerts import event_alert, summary_line
+from detection.detector import EventScore, NoveltyDetector
+from detection.explain import component_shares, top_terms
+from encoders.hybrid import HybridEncoder
+from schemas.errors import InvalidEvent
+from schemas.models import SecurityEvent, decode_event
+from streams.store import CollectionSpec, SparseTerms, StorePoint, VectorStore, point_id
+
+log = logging.getLogger(__name__)
+
+EVENTS = "events"
+
+
+@dataclass
+class Accepted:
+    """A valid event and its score."""
+
+    index: int
+    event_id: str
+    session_id: str | None
+    score: float
+    alert: bool
+    warmup: bool
+
+
+@dataclass
+class Rejected:
+    """An invalid input: goes to the DLQ with its reason, never stops the worker."""
+
+    index: int
+    reason: str
+    detail: str
+    raw: bytes
+
+    def dlq_record(self, source: str = "") -> dict[str, Any]:
+        """The DLQ message: the raw value (UTF-8 text or base64) plus the reason."""
+        try:
+            raw_text, encoding = self.raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            raw_text, encoding = base64.b64encode(self.raw).decode("ascii"), "base64"
+        return {
+            "reason": self.reason,
+            "detail": self.detail,
+            "raw": raw_text,
+            "raw_encoding": encoding,
+            "raw_bytes": len(self.raw),
+            "source": source,
+            "received_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch produced, in input order."""
+
+    results: list[Accepted | Rejected] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> list[Rejected]:
+        return [r for r in self.results if isinstance(r, Rejected)]
+
+    @property
+    def accepted(self) -> list[Accepted]:
+        return [r for r in self.results if isinstance(r, Accepted)]
+
+
+class Pipeline:
+    """Stateful scorer of event batches; see the module docstring."""
+
+    def __init__(self, encoder: HybridEncoder, detector: NoveltyDetector, store: VectorStore | None, *,
+                 threshold: float = 90.0, max_message_bytes: int = 81_920, neighbours_in_alert: int = 3) -> None:
+        self.encoder = encoder
+        self.detector = detector
+        self.store = store
+        self.threshold = threshold
+        self.max_message_bytes = max_message_bytes
+        self.neighbours_in_alert = neighbours_in_alert
+        self.model_version = encoder.version
+        if store is not None:
+            store.ensure(CollectionSpec(name=EVENTS, dense_dim=encoder.dim))
+
+    def process(self, values: Sequence[bytes]) -> BatchOutcome:
+        """Score a batch of raw messages; every input gets exactly one result."""
+        out = BatchOutcome()
+        t0 = time.perf_counter()
+        events: list[SecurityEvent] = []
+        positions: list[int] = []
+        slots: list[Accepted | Rejected | None] = [None] * len(values)
+        for i, raw in enumerate(values):
+            try:
+                events.append(decode_event(raw, self.max_message_bytes))
+                positions.append(i)
+            except InvalidEvent as exc:
+                slots[i] = Rejected(i, exc.reason, exc.detail, bytes(raw))
+        docs = [e.to_dict() for e in events]
+        t1 = time.perf_counter()
+        batch = self.encoder.encode(docs)
+        t2 = time.perf_counter()
+        scores = self.detector.score(batch.dense, top=max(self.neighbours_in_alert, 1))
+        t3 = time.perf_counter()
+        for j, (doc, ev, sc) in enumerate(zip(docs, events, scores)):
+            alert = (not sc.warmup) and sc.score >= self.threshold
+            slots[positions[j]] = Accepted(positions[j], doc["event_id"], doc.get("session_id"), sc.score, alert,
+                                           sc.warmup)
+            if alert:
+                out.alerts.append(self._alert(j, doc, ev, sc, batch, docs))
+        t4 = time.perf_counter()
+        if self.store is not None and docs:
+            self.store.upsert(EVENTS, [self._point(j, doc, scores[j], batch) for j, doc in enumerate(docs)])
+        t5 = time.perf_counter()
+        ids = [d["event_id"] for d in docs]
+        self.detector.learn(batch.dense, scores, ids, [summary_line(d) for d in docs], batch.sparse)
+        self.encoder.update(docs)
+        t6 = time.perf_counter()
+        out.results = [s for s in slots if s is not None]
+        out.timings = {"decode": t1 - t0, "encode": t2 - t1, "score": t3 - t2, "explain": t4 - t3,
+                       "upsert": t5 - t4, "learn": t6 - t5}
+        return out
+
+    def _point(self, j: int, doc: dict[str, Any], sc: EventScore, batch: Any) -> StorePoint:
+        indices, values = batch.sparse[j]
+        payload = dict(doc)
+        payload.update({"template": batch.templates[j], "template_id": batch.template_ids[j],
+                        "score": sc.score, "novelty": round(sc.raw, 6), "warmup": sc.warmup,
+                        "model_version": self.model_version})
+        return StorePoint(id=point_id(doc["event_id"]), dense=batch.dense[j],
+                          sparse=SparseTerms(list(indices), list(values)) if len(indices) else None,
+                          payload=payload)
+
+    def _alert(self, j: int, doc: dict[str, Any], ev: SecurityEvent, sc: EventScore, batch: Any,
+               docs: list[dict[str, Any]]) -> dict[str, Any]:
+        rows, neighbours = [], []
+        for nb in sc.neighbours[: self.neighbours_in_alert]:
+            if nb.in_batch:
+                rows.append(batch.dense[nb.row])
+                other = docs[nb.row]
+                neighbours.append({"id": other["event_id"], "similarity": round(nb.similarity, 4),
+                                   "summary": summary_line(other)})
+            else:
+                rows.append(self.detector.baseline.vector(nb.row))
+                neighbours.append({"id": nb.id, "similarity": round(nb.similarity, 4),
+                                   "summary": self.detector.baseline.summary(nb.row)})
+        shares = component_shares(batch.dense[j], np.array(rows, dtype=np.float32).reshape(len(rows), -1),
+                                  batch.parts) if rows else {name: 0.0 for name in batch.parts}
+        indices, values = batch.sparse[j]
+        describe = self.encoder.sparse.describe if self.encoder.sparse is not None else str
+        terms = [{"term": describe(idx), "weight": round(w, 3)}
+                 for idx, w in top_terms(indices, values, self.detector.doc_freq, self.detector.n_docs)]
+        return event_alert(event=doc, entity=ev.entity(), score=sc.score, confidence=sc.confidence,
+                           warmup=sc.warmup, components=shares, neighbours=neighbours, terms=terms,
+                           template=batch.templates[j], template_id=batch.template_ids[j],
+                           model_version=self.model_version)

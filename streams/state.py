@@ -1,0 +1,59 @@
+"""Persist and recover pipeline state (detector and encoder snapshots).
+
+Arrays go to safetensors, everything else to JSON; never pickle. Writes are
+atomic (temporary file, then rename), so a crash mid-write leaves the previous
+snapshot intact. A snapshot whose model version differs from the running
+encoder is ignored with a warning (the vectors would not be comparable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from streams.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_state(pipeline: Pipeline, directory: Path) -> None:
+    """Write the pipeline's detector and encoder state under ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    det = pipeline.detector.snapshot()
+    arrays = {k: np.ascontiguousarray(v) for k, v in det["arrays"].items()}
+    _atomic_write(directory / "detector.safetensors", lambda p: save_file(arrays, str(p)))
+    meta = {"model_version": pipeline.model_version, "detector": det["meta"], "encoder": pipeline.encoder.snapshot()}
+    _atomic_write(directory / "state.json", lambda p: p.write_text(json.dumps(meta), encoding="utf-8"))
+
+
+def load_state(pipeline: Pipeline, directory: Path) -> bool:
+    """Restore state saved by `save_state`; False when there is none (or it is unusable)."""
+    meta_path, arrays_path = directory / "state.json", directory / "detector.safetensors"
+    if not (meta_path.exists() and arrays_path.exists()):
+        return False
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("model_version") != pipeline.model_version:
+            log.warning("ignoring state in %s: model version %s, running %s", directory,
+                        meta.get("model_version"), pipeline.model_version)
+            return False
+        pipeline.detector.restore({"meta": meta["detector"], "arrays": load_file(str(arrays_path))})
+        pipeline.encoder.restore(meta["encoder"])
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("ignoring unreadable state in %s: %s", directory, exc)
+        return False
+    log.info("restored state: %d exemplars, %d events seen", len(pipeline.detector.baseline),
+             pipeline.detector.baseline.seen)
+    return True

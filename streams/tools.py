@@ -1,0 +1,113 @@
+"""Producer and consumer tools: `secstream produce` and `secstream alerts`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.adapters import read_records
+from streams.app import entity_key, format_alert_line
+from streams.console import Progress, table
+
+
+async def produce_values(bootstrap: str, topic: str, values: Iterable[bytes], *, rate: float | None = None,
+                         progress: Progress | None = None, max_request_size: int = 16 * 1_048_576) -> int:
+    """Publish raw values keyed by entity; optional rate limit (events/s). Returns the count."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size,
+                                acks="all")
+    await producer.start()
+    sent, started = 0, time.monotonic()
+    try:
+        pending = []
+        for value in values:
+            try:
+                obj = json.loads(value)
+                key = entity_key(obj) if isinstance(obj, dict) else None
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                key = None
+            pending.append(await producer.send(topic, value=value, key=key))
+            sent += 1
+            if progress is not None:
+                progress.advance()
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0.01:
+                    await asyncio.sleep(ahead)
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def produce_file(bootstrap: str, topic: str, path: Path, fmt: str, *, rate: float | None = None,
+                 year: int | None = None) -> tuple[int, int]:
+    """Publish a file's records; returns (sent, skipped) — skipped = records the adapter could not read."""
+    skipped = 0
+
+    def values() -> Iterable[bytes]:
+        nonlocal skipped
+        for rec in read_records(path, fmt, year=year):
+            if rec.value is None:
+                skipped += 1
+                continue
+            yield rec.value
+
+    progress = Progress(f"produce {path.name}")
+    sent = asyncio.run(produce_values(bootstrap, topic, values(), rate=rate, progress=progress))
+    progress.close()
+    return sent, skipped
+
+
+async def consume_alerts(bootstrap: str, topic: str, *, follow: bool, as_json: bool, out: TextIO,
+                         idle_s: float = 2.0, limit: int | None = None) -> int:
+    """Print alerts from the beginning of the topic; stop when idle unless following."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    shown = 0
+    rows: list[list[Any]] = []
+    try:
+        while limit is None or shown < limit:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            if not batch:
+                if follow:
+                    continue
+                break
+            for records in batch.values():
+                for rec in records:
+                    try:
+                        alert = json.loads(rec.value)
+                    except ValueError:
+                        continue
+                    shown += 1
+                    if as_json:
+                        out.write(json.dumps(alert, ensure_ascii=False) + "\n")
+                    elif follow:
+                        out.write(format_alert_line(alert) + "\n")
+                    else:
+                        ent = alert.get("entity", {})
+                        rows.append([alert.get("time", "")[:19], alert.get("severity", ""),
+                                     f"{alert.get('score', 0):.1f}", f"{ent.get('type')}={ent.get('id')}",
+                                     alert.get("kind", ""), alert.get("title", "")[:70]])
+                    out.flush()
+    finally:
+        await consumer.stop()
+    if rows:
+        out.write(table(rows, ["time", "severity", "score", "entity", "kind", "title"]) + "\n")
+    return shown
+
+
+def print_alerts(bootstrap: str, topic: str, *, follow: bool, as_json: bool, limit: int | None = None,
+                 out: TextIO | None = None) -> int:
+    return asyncio.run(consume_alerts(bootstrap, topic, follow=follow, as_json=as_json, out=out or sys.stdout,
+                                      limit=limit))
