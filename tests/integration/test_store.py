@@ -186,3 +186,100 @@ def test_open_store_validates_engine(tmp_path: Path) -> None:
         assert store.count(SPEC.name) == 0
     finally:
         store.close()
+
+
+# --- quantization -------------------------------------------------------------------------------
+
+QDIM = 512
+QN = 6_000  # 6,000 × 512 float32 = 12 MB: above the edge indexing threshold, so optimize() builds HNSW + quantization
+
+
+@pytest.fixture(scope="module")
+def quant_vectors() -> np.ndarray:
+    x = np.random.default_rng(3).standard_normal((QN, QDIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["int8", "binary"])
+def test_edge_quantized_collection_finds_exact_top_hit_after_optimize(
+        kind: str, quant_vectors: np.ndarray, tmp_path: Path) -> None:
+    spec = CollectionSpec(name="q", dense_dim=QDIM, sparse_name=None, quantization=kind)  # type: ignore[arg-type]
+    store = EdgeStore(tmp_path / "edge")
+    try:
+        store.ensure(spec)
+        ids = [point_id(f"q-{i}") for i in range(QN)]
+        store.upsert(spec.name, [StorePoint(id=ids[i], dense=quant_vectors[i]) for i in range(QN)])
+        assert store.optimize(spec.name)
+        info = store.info(spec.name)
+        assert info.quantization == kind
+        assert info.indexed_vectors == QN and info.points == QN
+        for i in (0, 17, 4_321):
+            hits = store.search_dense(spec.name, quant_vectors[i], 5)
+            assert hits[0].id == ids[i]
+            assert hits[0].score == pytest.approx(1.0, abs=1e-4)  # rescored with the float32 vector
+        # Without rescoring the quantized vectors score: approximate, so quantization is in use.
+        raw = store.search_dense(spec.name, quant_vectors[17], 5, rescore=False)
+        assert abs(raw[0].score - 1.0) > 1e-6
+        assert store.search_dense(spec.name, quant_vectors[17], 1, exact=True)[0].score == pytest.approx(1.0, abs=1e-5)
+    finally:
+        store.close()
+
+
+def test_edge_int8_is_unused_before_optimize_binary_is_used(tmp_path: Path) -> None:
+    vectors = unit_vectors(50)
+    for kind, quantized in (("int8", False), ("binary", True)):
+        spec = CollectionSpec(name=f"small-{kind}", dense_dim=DIM, sparse_name=None, quantization=kind)  # type: ignore[arg-type]
+        store = EdgeStore(tmp_path / kind)
+        try:
+            store.ensure(spec)
+            store.upsert(spec.name, [StorePoint(id=point_id(str(i)), dense=vectors[i]) for i in range(50)])
+            score = store.search_dense(spec.name, vectors[3], 1, rescore=False)[0].score
+            assert (abs(score - 1.0) > 1e-4) is quantized, (kind, score)
+            assert store.info(spec.name).indexed_vectors == 0
+        finally:
+            store.close()
+
+
+def test_default_quantization_is_int8_and_configurable(engine: str, tmp_path: Path) -> None:
+    store = open_store(engine=engine, path=tmp_path / "s")  # type: ignore[arg-type]
+    try:
+        store.ensure(SPEC)
+        assert store.info(SPEC.name).quantization == "int8"
+    finally:
+        store.close()
+    store = open_store(engine=engine, path=tmp_path / "t", quantization="binary")  # type: ignore[arg-type]
+    try:
+        store.ensure(SPEC)
+        assert store.info(SPEC.name).quantization == "binary"
+    finally:
+        store.close()
+    with pytest.raises(StoreError, match="valid: none, int8, binary"):
+        open_store(engine="local", quantization="pq")  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="quantization"):
+        CollectionSpec(name="x", dense_dim=4, quantization="fp16")  # type: ignore[arg-type]
+
+
+def test_reopen_with_other_quantization(engine: str, tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    explicit = CollectionSpec(name="events", dense_dim=DIM, quantization="int8")
+    store = make_store(engine, path)
+    store.ensure(explicit)
+    store.upsert("events", make_points(20))
+    store.close()
+    # An explicit, different request is refused and names both; nothing on disk changes.
+    store = open_store(engine=engine, path=path, quantization="int8")  # type: ignore[arg-type]
+    try:
+        with pytest.raises(StoreError, match="stored with quantization 'int8', requested 'binary'"):
+            store.ensure(CollectionSpec(name="events", dense_dim=DIM, quantization="binary"))
+    finally:
+        store.close()
+    # A store default that differs keeps what is stored (and logs).
+    store = open_store(engine=engine, path=path, quantization="binary")  # type: ignore[arg-type]
+    try:
+        store.ensure(SPEC)
+        assert store.info("events").quantization == "int8"
+        assert store.count("events") == 20
+    finally:
+        store.close()
+    if engine == "edge":
+        assert '"scalar"' in (path / "events" / "edge_config.json").read_text()

@@ -1,0 +1,143 @@
+"""The qdrant-client engine: a Qdrant server by URL, or local mode on disk / in memory.
+
+Behaviour and the quantization rules are in the :mod:`streams.store` docstring.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from streams.store_base import (
+    CollectionInfo,
+    CollectionSpec,
+    Engine,
+    Hit,
+    Prepared,
+    Quantization,
+    SearchOptions,
+    SparseTerms,
+    StoreError,
+    boundary,
+    hit,
+    mismatch,
+)
+
+__all__ = ["ClientStore"]
+
+
+def _quant_config(kind: Quantization, always_ram: bool) -> qm.QuantizationConfig | None:
+    if kind == "int8":
+        return qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8,
+                                                                        always_ram=always_ram))
+    if kind == "binary":
+        return qm.BinaryQuantization(binary=qm.BinaryQuantizationConfig(always_ram=always_ram))
+    return None
+
+
+def _kind(config: Any, name: str) -> Quantization:
+    """The quantization of a stored per-vector or collection-level config."""
+    if config is None:
+        return "none"
+    if isinstance(config, qm.ScalarQuantization) and config.scalar.type == qm.ScalarType.INT8:
+        return "int8"
+    if isinstance(config, qm.BinaryQuantization) and config.binary.encoding in (
+            None, qm.BinaryQuantizationEncoding.ONE_BIT):
+        return "binary"
+    raise StoreError(f"collection {name!r} uses quantization {config}, which this store does not manage "
+                     f"(int8 scalar or one-bit binary)")
+
+
+class ClientStore(Engine):
+    """qdrant-client: a Qdrant server (``url``, ``api_key``, ``timeout`` in s), else local mode
+    on disk (``path``), else local mode in memory. ``url`` and ``path`` are exclusive.
+
+    ``quantization`` is the default for new collections. Local mode stores the quantization
+    config but searches float32 by brute force; search parameters go to a server only.
+    """
+
+    def __init__(self, *, url: str = "", api_key: str = "", path: Path | None = None, timeout: int = 30,
+                 quantization: Quantization = "int8") -> None:
+        super().__init__(quantization)
+        if url and path is not None:
+            raise StoreError("give either url (server) or path (local mode), not both")
+        self.url, self.path = url, path
+        with boundary(f"open qdrant-client ({url or path or ':memory:'})"):
+            if url:
+                self._client = QdrantClient(url=url, api_key=api_key or None, timeout=timeout)
+            elif path is not None:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                self._client = QdrantClient(path=str(path))
+            else:
+                self._client = QdrantClient(location=":memory:")
+
+    def _do_open(self, spec: CollectionSpec, explicit: bool) -> Quantization:
+        kind: Quantization = spec.quantization or "none"
+        if not self._client.collection_exists(spec.name):
+            sparse = None
+            if spec.sparse_name is not None:
+                sparse = {spec.sparse_name: qm.SparseVectorParams(modifier=qm.Modifier.IDF)}
+            dense = {spec.dense_name: qm.VectorParams(size=spec.dense_dim, distance=qm.Distance.COSINE,
+                                                      quantization_config=_quant_config(kind, spec.always_ram))}
+            try:
+                self._client.create_collection(spec.name, vectors_config=dense, sparse_vectors_config=sparse)
+            except Exception:
+                if not self._client.collection_exists(spec.name):  # else another worker won the race
+                    raise
+        config = self._client.get_collection(spec.name).config
+        params = config.params
+        have = params.vectors.get(spec.dense_name) if isinstance(params.vectors, dict) else None
+        if have is None or have.size != spec.dense_dim or have.distance != qm.Distance.COSINE:
+            raise StoreError(f"collection {spec.name!r} exists with dense vectors {params.vectors}, "
+                             f"expected {spec.dense_name!r}: {spec.dense_dim}-d cosine")
+        if spec.sparse_name is not None and spec.sparse_name not in (params.sparse_vectors or {}):
+            raise StoreError(f"collection {spec.name!r} has no sparse vector {spec.sparse_name!r}")
+        # A per-vector config overrides the collection-level one.
+        stored = _kind(have.quantization_config or config.quantization_config, spec.name)
+        return mismatch(spec, stored, explicit, self.url or str(self.path or ":memory:"))
+
+    def _do_upsert(self, spec: CollectionSpec, points: list[Prepared]) -> None:
+        batch = [qm.PointStruct(id=pid, payload=payload, vector={
+            name: qm.SparseVector(indices=list(v.indices), values=list(v.values))
+            if isinstance(v, SparseTerms) else v for name, v in vectors.items()})
+            for pid, vectors, payload in points]
+        self._client.upsert(spec.name, points=batch, wait=True)
+
+    def _do_count(self, collection: str) -> int:
+        return self._client.count(collection, exact=True).count
+
+    def _do_query(self, collection: str, using: str, query: list[float] | SparseTerms, limit: int,
+                  exclude: list[str], options: SearchOptions | None) -> list[Hit]:
+        vector: Any = query
+        if isinstance(query, SparseTerms):
+            vector = qm.SparseVector(indices=list(query.indices), values=list(query.values))
+        flt = qm.Filter(must_not=[qm.HasIdCondition(has_id=list(exclude))]) if exclude else None
+        params = None
+        if self.url and options is not None and (options.exact or options.quantization != "none"):
+            quant = None
+            if options.quantization != "none":
+                quant = qm.QuantizationSearchParams(ignore=options.exact, rescore=options.rescore,
+                                                    oversampling=options.oversampling)
+            params = qm.SearchParams(exact=options.exact, quantization=quant)
+        res = self._client.query_points(collection, query=vector, using=using, limit=limit, query_filter=flt,
+                                        with_payload=True, with_vectors=False, search_params=params)
+        return [hit(p.id, p.score, p.payload) for p in res.points]
+
+    def _do_retrieve(self, collection: str, ids: list[str]) -> list[Hit]:
+        records = self._client.retrieve(collection, ids=ids, with_payload=True, with_vectors=False)
+        return [hit(r.id, None, r.payload) for r in records]
+
+    def _do_info(self, spec: CollectionSpec) -> CollectionInfo:
+        info = self._client.get_collection(spec.name)
+        points = info.points_count if info.points_count is not None else self._do_count(spec.name)
+        return CollectionInfo(name=spec.name, points=int(points), indexed_vectors=int(info.indexed_vectors_count or 0),
+                              segments=int(info.segments_count or 0), quantization=spec.quantization or "none")
+
+    def _do_flush(self) -> None:
+        """Local mode and the server persist every upsert before it returns."""
+
+    def _do_close(self) -> None:
+        self._client.close()
