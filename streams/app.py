@@ -63,6 +63,7 @@ class Worker:
         self.state_dir = state_dir
         self.out = out or sys.__stdout__
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
+        self._cache_seen = (0, 0)
         s = settings
         self.app = faust.App(
             s.app_id,
@@ -90,7 +91,7 @@ class Worker:
             self.app.agent(self.alerts_topic, name="alerts-printer")(self._print_alerts)
         if sample is not None:
             self._sample = sample
-            self.app.task(self._feed_sample, name="sample")
+            self.app.task(self._feed_sample)
         metrics.ALERT_THRESHOLD.set(s.alert_threshold)
 
     async def _events_agent(self, stream: faust.StreamT) -> None:
@@ -106,6 +107,16 @@ class Worker:
                     metrics.E2E_SECONDS.observe(max(0.0, now - ts))
             metrics.observe_outcome(outcome)
             metrics.BASELINE_EXEMPLARS.set(len(self.pipeline.detector.baseline))
+            self._observe_cache()
+
+    def _observe_cache(self) -> None:
+        text = self.pipeline.encoder.components.get("text")
+        hits, misses = getattr(text, "cache_hits", 0), getattr(text, "cache_misses", 0)
+        last_hits, last_misses = self._cache_seen
+        if hits >= last_hits and misses >= last_misses:
+            metrics.TEXT_CACHE.labels("hit").inc(hits - last_hits)
+            metrics.TEXT_CACHE.labels("miss").inc(misses - last_misses)
+        self._cache_seen = (hits, misses)
 
     async def _publish(self, outcome: BatchOutcome, events: list[Any]) -> None:
         sends = []
@@ -170,8 +181,12 @@ class Worker:
 
     def run(self, loglevel: str = "info") -> None:
         """Run until SIGINT/SIGTERM; then save state."""
-        worker = faust.Worker(self.app, loglevel={"warning": "warn"}.get(loglevel, loglevel),
-                              redirect_stdouts=False, console_port=0)
+        # Faust's own INFO chatter (service start/stop trees) drowns the alerts on a
+        # terminal: it logs at WARN unless debugging; secstream's loggers keep the level asked.
+        faust_level = "debug" if loglevel == "debug" else "warn"
+        worker = faust.Worker(self.app, loglevel=faust_level, redirect_stdouts=False, console_port=0, quiet=True)
+        for name in ("streams", "encoders", "detection", "secstream"):
+            logging.getLogger(name).setLevel(loglevel.upper())
         try:
             worker.execute_from_commandline()
         except SystemExit:

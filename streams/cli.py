@@ -22,7 +22,7 @@ from pydantic import ValidationError  # noqa: E402
 from schemas.errors import SecstreamError  # noqa: E402
 
 FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
-BENCHES = ("store",)
+BENCHES = ("store", "quantization")
 log = logging.getLogger("secstream")
 
 
@@ -176,6 +176,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from bench.store_compare import main as store_main
 
         return store_main(args.rest)
+    if args.what == "quantization":
+        from bench.quantization import main as quant_main
+
+        return quant_main(args.rest)
     raise CliError(f"unknown benchmark {args.what!r}; valid: {', '.join(BENCHES)}")
 
 

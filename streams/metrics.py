@@ -42,7 +42,8 @@ ALERT_THRESHOLD = Gauge("secstream_alert_threshold_score", "Score (0-100) above 
 
 for _result in ("ok", "invalid"):
     EVENTS.labels(_result)
-for _reason in ("not_utf8", "not_json", "not_object", "too_large", "missing_field", "wrong_type", "invalid_value"):
+for _reason in ("not_utf8", "not_json", "not_object", "too_large", "missing_field", "wrong_type", "invalid_value",
+                "processing_error"):
     DLQ.labels(_reason)
 
 

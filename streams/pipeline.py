@@ -29,6 +29,8 @@ from streams.store import CollectionSpec, SparseTerms, StorePoint, VectorStore, 
 log = logging.getLogger(__name__)
 
 EVENTS = "events"
+#: DLQ reason of a valid-looking message whose processing failed (not an input error).
+PROCESSING_ERROR = "processing_error"
 
 
 @dataclass
@@ -102,7 +104,31 @@ class Pipeline:
             store.ensure(CollectionSpec(name=EVENTS, dense_dim=encoder.dim))
 
     def process(self, values: Sequence[bytes]) -> BatchOutcome:
-        """Score a batch of raw messages; every input gets exactly one result."""
+        """Score a batch of raw messages; every input gets exactly one result.
+
+        Never raises for a bad message: invalid input is a `Rejected` result, and an
+        unexpected failure while scoring (a bug, an unusable store) is retried one
+        message at a time so that only the messages that fail on their own are
+        rejected, with reason ``processing_error`` and the exception as the detail.
+        """
+        try:
+            return self._process(values)
+        except Exception as exc:  # noqa: BLE001 - the worker must keep going
+            log.exception("batch of %d failed (%s); retrying one by one", len(values), exc)
+        out = BatchOutcome()
+        for i, raw in enumerate(values):
+            try:
+                one = self._process([raw])
+            except Exception as exc:  # noqa: BLE001
+                out.results.append(Rejected(i, PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:500], bytes(raw)))
+                continue
+            for res in one.results:
+                res.index = i
+            out.results.extend(one.results)
+            out.alerts.extend(one.alerts)
+        return out
+
+    def _process(self, values: Sequence[bytes]) -> BatchOutcome:
         out = BatchOutcome()
         t0 = time.perf_counter()
         events: list[SecurityEvent] = []

@@ -18,8 +18,9 @@ def build_store(settings: Settings, data_dir: Path | None = None) -> VectorStore
     """The configured vector store: a Qdrant server by URL, else the embedded engine."""
     root = data_dir or settings.data_dir
     if settings.qdrant_url:
-        return open_store(url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value())
-    return open_store(engine=settings.store_engine, path=root / "qdrant")
+        return open_store(url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value(),
+                          quantization=settings.store_quantization)
+    return open_store(engine=settings.store_engine, path=root / "qdrant", quantization=settings.store_quantization)
 
 
 def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     qdrant_url: str = ""
     qdrant_api_key: SecretStr = SecretStr("")
     store_engine: Literal["edge", "local"] = "edge"
+    # int8 scalar quantization with rescoring (issue 3); applies to indexed segments
+    store_quantization: Literal["none", "int8", "binary"] = "int8"
     data_dir: Path = Path(".secstream")
 
     # Encoder.

@@ -1,0 +1,60 @@
+"""The pipeline function shared by the worker and `replay` (real encoder, no store)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams.pipeline import PROCESSING_ERROR, Accepted, Pipeline, Rejected
+from streams.runtime import build_pipeline
+from streams.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return build_pipeline(Settings(warmup_events=5), store=None)
+
+
+def ev(i: int, **extra: object) -> bytes:
+    return json.dumps({"time": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z", "message": f"Accepted password for u{i % 3}",
+                       "source": "sshd", "user": f"u{i % 3}", **extra}).encode()
+
+
+def test_every_input_gets_one_result_in_order(pipeline: Pipeline) -> None:
+    values = [ev(1), b"not json", ev(2), b'{"time": 1}', ev(3)]
+    out = pipeline.process(values)
+    assert [r.index for r in out.results] == [0, 1, 2, 3, 4]
+    assert [type(r) for r in out.results] == [Accepted, Rejected, Accepted, Rejected, Accepted]
+    rej = out.rejected
+    assert rej[0].reason == "not_json" and rej[1].reason == "missing_field"
+    dlq = rej[0].dlq_record()
+    assert dlq["raw"] == "not json" and dlq["raw_encoding"] == "utf-8" and dlq["detail"]
+    assert Rejected(0, "not_utf8", "x", b"\xff\x00").dlq_record()["raw_encoding"] == "base64"
+
+
+def test_unexpected_failure_rejects_only_the_failing_event(pipeline: Pipeline, monkeypatch) -> None:
+    real = pipeline.encoder.encode
+
+    def flaky(docs):  # fails for any batch holding the poisoned event
+        if any(d.get("host") == "poison" for d in docs):
+            raise RuntimeError("boom")
+        return real(docs)
+
+    monkeypatch.setattr(pipeline.encoder, "encode", flaky)
+    out = pipeline.process([ev(10), ev(11, host="poison"), ev(12)])
+    kinds = [(type(r).__name__, getattr(r, "reason", None)) for r in out.results]
+    assert kinds == [("Accepted", None), ("Rejected", PROCESSING_ERROR), ("Accepted", None)]
+    assert "RuntimeError: boom" in out.results[1].detail
+
+
+def test_a_repeated_event_keeps_its_id_and_is_no_more_novel(pipeline: Pipeline) -> None:
+    pipeline.process([ev(i) for i in range(100, 400)])  # past warm-up, calibration filled
+    odd = json.dumps({"time": "2026-01-01T01:00:00Z", "message": "mimikatz sekurlsa::logonpasswords",
+                      "source": "sysmon", "event_type": "process_start", "process": "mimikatz.exe"}).encode()
+    runs = [pipeline.process([odd]).accepted[0] for _ in range(pipeline.detector.baseline.k + 2)]
+    assert len({r.event_id for r in runs}) == 1
+    scores = [r.score for r in runs]
+    assert runs[0].alert and scores[0] > 90
+    assert all(b <= a for a, b in zip(scores, scores[1:])), scores  # never more novel when repeated
+    assert not runs[-1].alert and scores[-1] < 50, scores  # k copies seen: familiar
