@@ -1,0 +1,61 @@
+"""`secstream replay`: the output contract of design.md, on the real sshd sample and
+on a JSON-lines file with bad records (recorded as errors, exit code 0)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from schemas.models import validate_alert
+from streams.cli import main
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+OPENSSH = DATA / "loghub" / "OpenSSH_2k.log"
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.skipif(not OPENSSH.exists(), reason=f"sample data not found at {OPENSSH} (needs ../shared/data)")
+def test_replay_openssh_writes_the_contract(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    assert main(["replay", str(OPENSSH), "--format", "sshd", "--out", str(out)]) == 0
+    events = _lines(out / "events.jsonl")
+    assert len(events) == 2000
+    for e in events:
+        assert set(e) == {"event_id", "session_id", "score", "alert"}
+        assert 0.0 <= e["score"] <= 100.0 and isinstance(e["alert"], bool)
+    alerts = _lines(out / "alerts.jsonl")
+    assert alerts and len(alerts) == sum(e["alert"] for e in events)
+    for a in alerts:
+        validate_alert(a)
+    assert {a["evidence"]["event_ids"][0] for a in alerts} <= {e["event_id"] for e in events}
+    assert (out / "sessions.jsonl").exists()
+    for s in _lines(out / "sessions.jsonl"):
+        assert set(s) == {"session_id", "score", "alert", "events"} and s["events"] >= 1
+
+
+def test_replay_records_bad_lines_as_errors(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    good = {"time": "2026-01-01T00:00:00Z", "message": "Accepted password for alice", "session_id": "s1"}
+    src.write_bytes(b"\n".join([
+        json.dumps(good).encode(),
+        b"{not json",
+        json.dumps({"message": "no time"}).encode(),
+        b"\xff\xfe binary",
+        json.dumps({**good, "time": "2026-01-01T00:00:01Z"}).encode(),
+    ]) + b"\n")
+    out = tmp_path / "r"
+    assert main(["replay", str(src), "--format", "jsonl", "--out", str(out)]) == 0
+    events = _lines(out / "events.jsonl")
+    assert [("error" in e) for e in events] == [False, True, True, True, False]
+    assert [e["line"] for e in events if "error" in e] == [2, 3, 4]
+    assert events[1]["error"].startswith("not_json") and events[2]["error"].startswith("missing_field")
+    assert events[3]["error"].startswith("not_utf8")
+    sessions = _lines(out / "sessions.jsonl")
+    assert sessions == [{"session_id": "s1", "score": sessions[0]["score"], "alert": False, "events": 2}]
