@@ -17,22 +17,18 @@ Input policy for events (strict, so that the DLQ tells producers what is wrong):
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import ipaddress
 import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
-from functools import cache
-from importlib import resources
 from typing import Annotated, Any, Final, Literal, get_args
 
-import jsonschema
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.errors import InvalidEvent, SecstreamError
+from schemas.errors import InvalidEvent
 
 __all__ = [
     "ENTITY_TYPES", "MAX_EVENT_BYTES", "MAX_MESSAGE_BYTES", "Alert", "AlertEntity", "AlertEventSummary",
@@ -345,144 +341,15 @@ def decode_event(raw: bytes, max_bytes: int = MAX_EVENT_BYTES) -> SecurityEvent:
     return parse_event(obj)
 
 
-# --------------------------------------------------------------------------- Alert
-
-
-def _rfc3339(v: str) -> str:
-    if _RFC3339.fullmatch(v) is None:
-        raise ValueError(f"{v[:64]!r} is not an RFC 3339 date-time with offset")
-    return v
-
-
-DateTimeStr = Annotated[str, AfterValidator(_rfc3339)]
-Number = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class AlertEntity(_Strict):
-    """The entity an alert is about."""
-
-    type: EntityType
-    id: str
-
-
-class AlertEvidence(_Strict):
-    """What the alert is based on: the event ids and/or the session id."""
-
-    event_ids: list[str]
-    session_id: str | None
-
-
-class AlertNeighbour(_Strict):
-    """A nearest baseline neighbour: point id, similarity and a short payload summary."""
-
-    id: str
-    similarity: Number
-    summary: str
-
-
-class AlertTopTerm(_Strict):
-    """A top sparse term and its weight."""
-
-    term: str
-    weight: Number
-
-
-class AlertExplanation(_Strict):
-    """Why the alert fired: per-component contributions, neighbours, terms, template."""
-
-    components: dict[str, Number]
-    neighbours: list[AlertNeighbour]
-    top_terms: list[AlertTopTerm]
-    template: str | None
-    template_id: str | None
-
-
-class AlertEventSummary(_Strict):
-    """Short summary of the triggering event (message truncated)."""
-
-    source: str | None = None
-    event_type: str | None = None
-    host: str | None = None
-    user: str | None = None
-    src_ip: str | None = None
-    dst_ip: str | None = None
-    dst_port: Annotated[int, Field(ge=0, le=65535)] | None = None
-    outcome: Outcome | None = None
-    process: str | None = None
-    message: str | None = None
-
-    @classmethod
-    def from_event(cls, event: SecurityEvent, max_message: int = 256) -> AlertEventSummary:
-        """Summarize an event, truncating the message to ``max_message`` characters."""
-        msg = event.message if len(event.message) <= max_message else event.message[: max_message - 1] + "…"
-        return cls(source=event.source, event_type=event.event_type, host=event.host, user=event.user,
-                   src_ip=event.src_ip, dst_ip=event.dst_ip, dst_port=event.dst_port,
-                   outcome=event.outcome, process=event.process, message=msg)
-
-
-class Alert(_Strict):
-    """Alert v1 (``alert.v1.json``). ``Alert.model_validate(obj)`` parses one; :meth:`to_dict` renders one."""
-
-    schema_version: Literal["1"] = "1"
-    alert_id: Annotated[str, Field(min_length=1)]
-    kind: AlertKind
-    time: DateTimeStr
-    first_seen: DateTimeStr
-    last_seen: DateTimeStr
-    count: Annotated[int, Field(ge=1)]
-    score: Annotated[float, Field(ge=0, le=100)]
-    severity: AlertSeverity
-    confidence: Annotated[float, Field(ge=0, le=1)] | None = None
-    warmup: bool | None = None
-    title: str
-    entity: AlertEntity
-    evidence: AlertEvidence
-    explanation: AlertExplanation
-    event: AlertEventSummary | None = None
-    model_version: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict as published; absent optional fields (event, confidence, warmup) are omitted."""
-        out = self.model_dump(mode="json")
-        for key in ("event", "confidence", "warmup"):
-            if out.get(key) is None:
-                out.pop(key, None)
-        if out.get("event"):
-            out["event"] = {k: v for k, v in out["event"].items() if v is not None}
-        return out
-
-
-# --------------------------------------------------------------------------- JSON Schema files
-
-
-@cache
-def _load(name: str) -> dict[str, Any]:
-    fname = name if name.endswith(".json") else f"{name}.json"
-    text = resources.files("schemas").joinpath(fname).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-def load_schema(name: str) -> dict[str, Any]:
-    """Load a packaged JSON Schema by name (``"alert.v1"`` or ``"alert.v1.json"``); returns a fresh copy."""
-    try:
-        return copy.deepcopy(_load(name))
-    except FileNotFoundError as exc:
-        raise SecstreamError(f"no packaged schema {name!r}; known: security_event.v1, alert.v1") from exc
-
-
-@cache
-def _validator(name: str) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(_load(name), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-
-
-def validate_alert(obj: dict[str, Any]) -> None:
-    """Validate ``obj`` against ``alert.v1.json``; raise :class:`SecstreamError` naming the first problem."""
-    err = jsonschema.exceptions.best_match(_validator("alert.v1").iter_errors(obj))
-    if err is not None:
-        where = "/".join(str(p) for p in err.absolute_path) or "(root)"
-        raise SecstreamError(f"alert does not match alert.v1.json at {where}: {err.message}")
+# Alert models and schema loading live in schemas/alert.py; re-exported here.
+from schemas.alert import (  # noqa: E402
+    Alert,
+    AlertEntity,
+    AlertEventSummary,
+    AlertEvidence,
+    AlertExplanation,
+    AlertNeighbour,
+    AlertTopTerm,
+    load_schema,
+    validate_alert,
+)
