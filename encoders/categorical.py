@@ -1,89 +1,293 @@
-"""Categorical component: learned embedding tables for low-cardinality fields.
+"""Categorical component: embedding tables for low-cardinality fields.
 
-Each field (``event_type``, ``severity``, ``outcome``, ``source``) has a
-``torch.nn.Embedding`` with ``vocab_cap`` rows for known values plus
-``n_hash_buckets`` rows for everything else. A value gets its own row only in
-:meth:`CategoricalEncoder.update` (prequential: the event that introduces a value is
-scored with the hashed bucket), and only while the field's vocabulary has room.
-Weights are seeded random for now; training them is a later concern.
+Each field (``event_type``, ``severity``, ``outcome``, ``source``, ``process``)
+has a ``torch.nn.Embedding``; the concatenation of the field rows, L2-normalized,
+is the component vector. Values are compared case-insensitively and ``process``
+by its basename (``C:\\Windows\\System32\\cmd.exe`` → ``cmd.exe``), see
+:func:`normalize_value`.
+
+Two modes:
+
+* **untrained** (no artifact): seeded random tables with ``vocab_cap`` rows for
+  known values plus ``n_hash_buckets`` rows for everything else. A value gets its
+  own row only in :meth:`CategoricalEncoder.update` (prequential: the event that
+  introduces a value is scored with the hashed bucket) while the vocabulary has room.
+* **trained** (``artifact=``, written by ``secstream train categorical``, see
+  :mod:`encoders.training`): the tables and vocabularies are loaded as trained and
+  stay frozen. Row 0 of every table is the field's *learned unknown* row: any value
+  not in the artifact's vocabulary (never seen, or rarer than ``min_count`` in the
+  training data) maps to it. ``update`` changes nothing, and :attr:`version` is the
+  artifact's version, so a snapshot taken with another model is refused.
+
+Artifact layout (never pickle): ``DIR/categorical.safetensors`` with one float32
+tensor ``[1 + len(vocab[field]), dim]`` per field (row 0 = unknown, rows stored
+unit-norm) and ``DIR/categorical.json`` with ``version``, ``fields``, ``dim``,
+``vocab`` (values of rows 1.. per field) and free-form training metadata. The
+version ``cat-v1-<hash>`` is a content hash of fields, dim, vocabularies and
+tables, checked when the artifact is read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from encoders.base import ComponentBatch, ComponentEncoder, Events, empty_batch, finish_rows, get_str, stable_hash
+from encoders.base import ComponentBatch, ComponentEncoder, Event, Events, empty_batch, finish_rows, get_str, stable_hash
 
-__all__ = ["CATEGORICAL_FIELDS", "CategoricalEncoder"]
+__all__ = [
+    "ARTIFACT_JSON",
+    "ARTIFACT_TENSORS",
+    "CATEGORICAL_FIELDS",
+    "CategoricalArtifact",
+    "CategoricalEncoder",
+    "artifact_version",
+    "category_value",
+    "normalize_value",
+    "read_artifact",
+    "write_artifact",
+]
 
-CATEGORICAL_FIELDS: tuple[str, ...] = ("event_type", "severity", "outcome", "source")
+CATEGORICAL_FIELDS: tuple[str, ...] = ("event_type", "severity", "outcome", "source", "process")
+ARTIFACT_TENSORS = "categorical.safetensors"
+ARTIFACT_JSON = "categorical.json"
+ARTIFACT_FORMAT = "secstream-categorical"
+UNKNOWN_ROW = 0
+
+
+def normalize_value(field_name: str, value: str) -> str | None:
+    """The comparison key of a raw value: lower-cased; ``process`` reduced to its basename.
+
+    Returns ``None`` when nothing is left (``"/"``, whitespace).
+    """
+    key = value.strip().lower()
+    if field_name == "process":
+        key = key.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].strip()
+    return key or None
+
+
+def category_value(event: Event, field_name: str) -> str | None:
+    """The normalized value of ``field_name`` in ``event``, or ``None`` when absent."""
+    value = get_str(event, field_name)
+    return None if value is None else normalize_value(field_name, value)
+
+
+# --------------------------------------------------------------------------- artifact
+
+
+@dataclass(frozen=True)
+class CategoricalArtifact:
+    """A trained model: per-field tables whose row 0 is the learned unknown row.
+
+    Attributes:
+        version: ``cat-v1-<hash>`` (see :func:`artifact_version`).
+        fields: embedded fields, in block order.
+        dim: embedding width per field.
+        vocab: per field, the values of rows ``1..`` (normalized, see :func:`normalize_value`).
+        tables: per field, float32 ``[1 + len(vocab[field]), dim]``.
+        metadata: everything else of the JSON file (training data, loss curve, ...).
+    """
+
+    version: str
+    fields: tuple[str, ...]
+    dim: int
+    vocab: dict[str, list[str]]
+    tables: dict[str, np.ndarray]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def artifact_version(
+    fields: Sequence[str], dim: int, vocab: Mapping[str, Sequence[str]], tables: Mapping[str, np.ndarray]
+) -> str:
+    """``cat-v1-`` + 16 hex of sha256 over fields, dim, vocabularies and table bytes."""
+    h = hashlib.sha256()
+    head = {"fields": list(fields), "dim": dim, "vocab": {f: list(vocab[f]) for f in fields}}
+    h.update(json.dumps(head, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    for f in fields:
+        h.update(np.ascontiguousarray(tables[f], dtype="<f4").tobytes())
+    return "cat-v1-" + h.hexdigest()[:16]
+
+
+def _check_layout(fields: Sequence[str], dim: int, vocab: Mapping[str, Sequence[str]],
+                  tables: Mapping[str, np.ndarray]) -> None:
+    if not fields or len(set(fields)) != len(fields):
+        raise ValueError(f"artifact fields must be non-empty and unique, got {list(fields)}")
+    for f in fields:
+        if f not in tables or f not in vocab:
+            raise ValueError(f"artifact has no table or vocabulary for field {f!r}")
+        shape = tuple(np.shape(tables[f]))
+        if shape != (1 + len(vocab[f]), dim):
+            raise ValueError(f"table of {f!r} has shape {shape}, expected {(1 + len(vocab[f]), dim)}")
+        if len(set(vocab[f])) != len(vocab[f]):
+            raise ValueError(f"vocabulary of {f!r} has duplicates")
+
+
+def write_artifact(
+    directory: str | Path,
+    fields: Sequence[str],
+    vocab: Mapping[str, Sequence[str]],
+    tables: Mapping[str, np.ndarray],
+    metadata: Mapping[str, Any] | None = None,
+) -> CategoricalArtifact:
+    """Write ``categorical.safetensors`` + ``categorical.json`` into ``directory`` (created).
+
+    Returns the artifact as it will be read back, with its version.
+    """
+    from safetensors.numpy import save_file
+
+    fields = tuple(fields)
+    arrays = {f: np.ascontiguousarray(tables[f], dtype=np.float32) for f in fields}
+    dim = int(next(iter(arrays.values())).shape[1]) if arrays else 0
+    vocab_lists = {f: [str(v) for v in vocab[f]] for f in fields}
+    _check_layout(fields, dim, vocab_lists, arrays)
+    version = artifact_version(fields, dim, vocab_lists, arrays)
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(arrays, str(out / ARTIFACT_TENSORS), metadata={"format": ARTIFACT_FORMAT, "version": version})
+    meta = dict(metadata or {})
+    doc = {"format": ARTIFACT_FORMAT, "version": version, "fields": list(fields), "dim": dim,
+           "unknown_row": UNKNOWN_ROW, "vocab": vocab_lists, **{k: v for k, v in meta.items() if k not in
+                                                                 ("format", "version", "fields", "dim", "vocab")}}
+    (out / ARTIFACT_JSON).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return CategoricalArtifact(version, fields, dim, vocab_lists, arrays, meta)
+
+
+def read_artifact(path: str | Path) -> CategoricalArtifact:
+    """Read an artifact from its directory (or either of its two files).
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: not a categorical artifact, inconsistent layout, or the content
+            does not match its version (edited or truncated files).
+    """
+    from safetensors.numpy import load_file
+
+    p = Path(path)
+    directory = p.parent if p.name in (ARTIFACT_JSON, ARTIFACT_TENSORS) else p
+    meta = json.loads((directory / ARTIFACT_JSON).read_text(encoding="utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != ARTIFACT_FORMAT:
+        raise ValueError(f"{directory / ARTIFACT_JSON} is not a {ARTIFACT_FORMAT} artifact")
+    fields = tuple(meta["fields"])
+    dim = int(meta["dim"])
+    vocab = {f: list(meta["vocab"][f]) for f in fields}
+    loaded = load_file(str(directory / ARTIFACT_TENSORS))
+    tables = {f: np.asarray(loaded[f], dtype=np.float32) for f in fields if f in loaded}
+    _check_layout(fields, dim, vocab, tables)
+    version = artifact_version(fields, dim, vocab, tables)
+    if version != meta.get("version"):
+        raise ValueError(f"artifact content is {version}, its metadata says {meta.get('version')!r}")
+    extra = {k: v for k, v in meta.items() if k not in ("format", "version", "fields", "dim", "vocab", "unknown_row")}
+    return CategoricalArtifact(version, fields, dim, vocab, tables, extra)
+
+
+# --------------------------------------------------------------------------- encoder
 
 
 class CategoricalEncoder(ComponentEncoder):
-    """Concatenated per-field embeddings, L2-normalized (dim = fields x field_dim = 32).
+    """Concatenated per-field embeddings, L2-normalized (dim = fields x field_dim = 40).
 
     Args:
-        fields: event fields to embed, in block order.
-        field_dim: embedding width per field.
-        vocab_cap: most values per field that get their own row.
-        n_hash_buckets: rows shared by unknown / over-cap values (blake2b hash).
-        seed: seed of the weight initialisation.
+        fields: event fields to embed, in block order (default
+            :data:`CATEGORICAL_FIELDS`; with an artifact, the artifact's).
+        field_dim: embedding width per field (default 8; with an artifact, the artifact's).
+        vocab_cap: untrained mode: most values per field that get their own row.
+        n_hash_buckets: untrained mode: rows shared by unknown / over-cap values.
+        seed: untrained mode: seed of the weight initialisation.
+        artifact: directory (or file) of a trained artifact, or a
+            :class:`CategoricalArtifact`; see the module docstring. ``fields`` and
+            ``field_dim``, if given, must match it.
 
     A missing field leaves its block zero; the row is absent only when every
-    field is missing. Values are compared case-insensitively.
+    field is missing.
     """
 
     name = "categorical"
-    version = "v1"
+    version = "v2"
 
     def __init__(
         self,
-        fields: Sequence[str] = CATEGORICAL_FIELDS,
-        field_dim: int = 8,
+        fields: Sequence[str] | None = None,
+        field_dim: int | None = None,
         vocab_cap: int = 1024,
         n_hash_buckets: int = 16,
         seed: int = 7,
+        artifact: str | Path | CategoricalArtifact | None = None,
     ) -> None:
+        for label, value in (("vocab_cap", vocab_cap), ("n_hash_buckets", n_hash_buckets), ("field_dim", field_dim)):
+            if value is not None and value < 1:
+                raise ValueError(f"{label} must be >= 1, got {value}")
+        self.artifact: CategoricalArtifact | None = None
+        if artifact is not None:
+            art = artifact if isinstance(artifact, CategoricalArtifact) else read_artifact(artifact)
+            if fields is not None and tuple(fields) != art.fields:
+                raise ValueError(f"fields {list(fields)} differ from the artifact's {list(art.fields)}")
+            if field_dim is not None and field_dim != art.dim:
+                raise ValueError(f"field_dim {field_dim} differs from the artifact's {art.dim}")
+            self.artifact = art
+            fields, field_dim = art.fields, art.dim
+            # Instance attribute on purpose: the artifact decides the version.
+            self.version = art.version  # type: ignore[misc]
+        fields = tuple(CATEGORICAL_FIELDS if fields is None else fields)
         if not fields or len(set(fields)) != len(fields):
             raise ValueError(f"fields must be non-empty and unique, got {list(fields)}")
-        for label, value in (("field_dim", field_dim), ("vocab_cap", vocab_cap), ("n_hash_buckets", n_hash_buckets)):
-            if value < 1:
-                raise ValueError(f"{label} must be >= 1, got {value}")
-        self.fields = tuple(fields)
-        self.field_dim = field_dim
+        self.fields = fields
+        self.field_dim = 8 if field_dim is None else field_dim
         self.vocab_cap = vocab_cap
         self.n_hash_buckets = n_hash_buckets
         self.seed = seed
+        if self.artifact is not None:
+            self.tables = torch.nn.ModuleDict({
+                f: torch.nn.Embedding.from_pretrained(torch.from_numpy(self.artifact.tables[f].copy()), freeze=True)
+                for f in self.fields
+            })
+            self.vocab: dict[str, dict[str, int]] = {
+                f: {v: i + 1 for i, v in enumerate(self.artifact.vocab[f])} for f in self.fields
+            }
+            return
         generator = torch.Generator().manual_seed(seed)
         rows = vocab_cap + n_hash_buckets
         # from_pretrained skips nn.Embedding's reset_parameters, which would
         # draw from (and advance) torch's global RNG.
-        self.tables = torch.nn.ModuleDict(
-            {
-                field: torch.nn.Embedding.from_pretrained(
-                    torch.randn(rows, field_dim, generator=generator), freeze=False
-                )
-                for field in self.fields
-            }
-        )
-        self.vocab: dict[str, dict[str, int]] = {field: {} for field in self.fields}
+        self.tables = torch.nn.ModuleDict({
+            f: torch.nn.Embedding.from_pretrained(torch.randn(rows, self.field_dim, generator=generator), freeze=False)
+            for f in self.fields
+        })
+        self.vocab = {f: {} for f in self.fields}
+
+    @classmethod
+    def from_artifact(cls, path: str | Path | CategoricalArtifact) -> CategoricalEncoder:
+        """A trained encoder: ``CategoricalEncoder(artifact=path)``."""
+        return cls(artifact=path)
 
     @property
     def dim(self) -> int:
-        """``len(fields) * field_dim`` (32 by default)."""
+        """``len(fields) * field_dim`` (40 by default)."""
         return len(self.fields) * self.field_dim
 
-    def bucket(self, field: str, value: str) -> int:
-        """Row of ``value`` in ``field``'s table: its own row if known, else a hashed bucket."""
-        key = value.lower()
-        row = self.vocab[field].get(key)
+    @property
+    def trained(self) -> bool:
+        """Whether the tables come from an artifact (frozen vocabulary, learned unknown row)."""
+        return self.artifact is not None
+
+    def bucket(self, field_name: str, value: str) -> int:
+        """Row of ``value`` in ``field_name``'s table.
+
+        Its own row if known; otherwise the learned unknown row 0 (trained) or a
+        hashed bucket after the ``vocab_cap`` rows (untrained).
+        """
+        key = normalize_value(field_name, value) or ""
+        row = self.vocab[field_name].get(key)
         if row is not None:
             return row
-        return self.vocab_cap + stable_hash(f"{field}\x1f{key}") % self.n_hash_buckets
+        if self.artifact is not None:
+            return UNKNOWN_ROW
+        return self.vocab_cap + stable_hash(f"{field_name}\x1f{key}") % self.n_hash_buckets
 
     def encode(self, events: Events) -> ComponentBatch:
         """Look up each field's row and concatenate; see the class docstring."""
@@ -92,54 +296,62 @@ class CategoricalEncoder(ComponentEncoder):
             return empty_batch(self.dim)
         out = np.zeros((n, self.dim), dtype=np.float64)
         present = np.zeros(n, dtype=bool)
-        for j, field in enumerate(self.fields):
+        for j, f in enumerate(self.fields):
             rows = np.full(n, -1, dtype=np.int64)
             memo: dict[str, int] = {}
             for i, event in enumerate(events):
-                value = get_str(event, field)
+                value = get_str(event, f)
                 if value is None:
                     continue
                 row = memo.get(value)
                 if row is None:
-                    row = memo[value] = self.bucket(field, value)
+                    row = memo[value] = -1 if normalize_value(f, value) is None else self.bucket(f, value)
                 rows[i] = row
             has = rows >= 0
             if has.any():
-                weight = self.tables[field].weight.detach().numpy()
+                weight = self.tables[f].weight.detach().numpy()
                 out[has, j * self.field_dim : (j + 1) * self.field_dim] = weight[rows[has]]
                 present |= has
         return finish_rows(out, present)
 
     def update(self, events: Events) -> None:
-        """Give unseen values their own row while the field's vocabulary has room."""
-        for field in self.fields:
-            vocab = self.vocab[field]
+        """Untrained: give unseen values their own row while there is room. Trained: nothing."""
+        if self.artifact is not None:
+            return
+        for f in self.fields:
+            vocab = self.vocab[f]
             for event in events:
                 if len(vocab) >= self.vocab_cap:
                     break
-                value = get_str(event, field)
-                if value is not None:
-                    vocab.setdefault(value.lower(), len(vocab))
+                key = category_value(event, f)
+                if key is not None:
+                    vocab.setdefault(key, len(vocab))
 
     def _get_state(self) -> dict[str, Any]:
+        if self.artifact is not None:  # frozen: the artifact is the state
+            return {"fields": list(self.fields), "field_dim": self.field_dim, "artifact": self.artifact.version}
         return {
             "fields": list(self.fields),
             "field_dim": self.field_dim,
             "vocab_cap": self.vocab_cap,
             "n_hash_buckets": self.n_hash_buckets,
-            "vocab": {field: sorted(v, key=v.__getitem__) for field, v in self.vocab.items()},
-            "weights": {field: self.tables[field].weight.detach().tolist() for field in self.fields},
+            "vocab": {f: sorted(v, key=v.__getitem__) for f, v in self.vocab.items()},
+            "weights": {f: self.tables[f].weight.detach().tolist() for f in self.fields},
         }
 
     def _set_state(self, state: Mapping[str, Any]) -> None:
+        if self.artifact is not None:
+            if state.get("artifact") != self.artifact.version:
+                raise ValueError(f"snapshot of artifact {state.get('artifact')!r}, encoder has {self.artifact.version}")
+            return
         layout = (list(self.fields), self.field_dim, self.vocab_cap, self.n_hash_buckets)
         given = (state.get("fields"), state.get("field_dim"), state.get("vocab_cap"), state.get("n_hash_buckets"))
         if list(given) != list(layout):
             raise ValueError(f"categorical snapshot layout {given} != encoder layout {layout}")
         with torch.no_grad():
-            for field in self.fields:
-                weight = torch.tensor(state["weights"][field], dtype=torch.float32)
-                if tuple(weight.shape) != tuple(self.tables[field].weight.shape):
-                    raise ValueError(f"weights of {field!r} have shape {tuple(weight.shape)}")
-                self.tables[field].weight.copy_(weight)
-        self.vocab = {field: {value: i for i, value in enumerate(state["vocab"][field])} for field in self.fields}
+            for f in self.fields:
+                weight = torch.tensor(state["weights"][f], dtype=torch.float32)
+                if tuple(weight.shape) != tuple(self.tables[f].weight.shape):
+                    raise ValueError(f"weights of {f!r} have shape {tuple(weight.shape)}")
+                self.tables[f].weight.copy_(weight)
+        self.vocab = {f: {value: i for i, value in enumerate(state["vocab"][f])} for f in self.fields}

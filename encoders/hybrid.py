@@ -25,10 +25,10 @@ import numpy as np
 
 from encoders.base import ComponentEncoder, Events
 from encoders.categorical import CategoricalEncoder
-from encoders.masking import mask_many, template_id
 from encoders.network import NetworkEncoder
 from encoders.numerical import NumericalEncoder
 from encoders.sparse import SparseEncoder, SparseVector
+from encoders.templates import TemplateStage
 from encoders.text import TextEncoder
 from encoders.timefeat import TimeEncoder
 
@@ -56,8 +56,10 @@ class HybridBatch:
         dense: float32 ``[n, D]``; unit norm, or all zero when no component is present.
         present: bool ``[n, C]``, columns in the order of ``parts``.
         parts: component name → slice of its block in ``dense``.
-        templates: masked message per event (``""`` for an empty message).
-        template_ids: :func:`encoders.masking.template_id` of each template.
+        templates: mined template per event (masked message with ``<*>`` where
+            a token varies within its cluster; ``""`` for an empty message).
+        template_ids: stable id of each event's template cluster (the
+            :func:`encoders.masking.template_id` of the cluster's first line).
         sparse: per event ``(sorted unique indices, weights)``; empty lists
             when the hybrid has no sparse encoder.
     """
@@ -124,6 +126,9 @@ class HybridEncoder:
         if sparse is None and text is not None:
             sparse = SparseEncoder(text.tokenizer_path)
         self.sparse = sparse
+        self._text = next((c for c in self.components.values() if isinstance(c, TextEncoder)), None)
+        #: masking + template mining (the text component's, or the hybrid's own)
+        self.stage: TemplateStage = self._text.stage if self._text is not None else TemplateStage()
         self._parts: dict[str, slice] | None = None
 
     @property
@@ -169,18 +174,15 @@ class HybridEncoder:
         """Encode a batch (pure given the current state of every component)."""
         n = len(events)
         parts = self.parts
-        messages = [_message(event) for event in events]
-        masked = mask_many([m for m in messages if m])
-        it = iter(masked)
-        templates = [next(it)[0] if m else "" for m in messages]
-        ids = [template_id(t) for t in templates]
+        analyzed = self.stage.analyze([_message(event) for event in events])
+        templates, ids = analyzed.templates, analyzed.ids
         dense = np.zeros((n, self.dim), dtype=np.float32)
         present = np.zeros((n, len(self._names)), dtype=bool)
         blocks: list[np.ndarray] = []
         for j, name in enumerate(self._names):
             component = self.components[name]
-            if isinstance(component, TextEncoder):
-                batch = component.encode_templates(templates)
+            if component is self._text:
+                batch = component.encode_analyzed(analyzed)
             else:
                 batch = component.encode(events)
             blocks.append(batch.vectors)
@@ -202,14 +204,38 @@ class HybridEncoder:
         """Fold a scored batch into every component's state (prequential)."""
         for component in self.components.values():
             component.update(events)
+        if self._text is None:
+            self.stage.learn([_message(event) for event in events])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """State kept as arrays rather than JSON (the text embedding cache), keys
+        prefixed by component name; save with safetensors next to :meth:`snapshot`."""
+        if self._text is None:
+            return {}
+        return {f"text.{key}": value for key, value in self._text.arrays().items()}
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> int:
+        """Load :meth:`arrays` (returns the number of cached templates loaded).
+
+        Raises:
+            ValueError: the arrays do not fit this encoder (another model or width).
+        """
+        if self._text is None:
+            return 0
+        prefix = "text."
+        mine = {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+        return self._text.load_arrays(mine) if mine else 0
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-serializable state of every component, tagged with :attr:`version`."""
-        return {
+        state: dict[str, Any] = {
             "kind": "hybrid",
             "version": self.version,
             "components": {name: component.snapshot() for name, component in self.components.items()},
         }
+        if self._text is None:
+            state["templates"] = self.stage.snapshot()
+        return state
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`snapshot` of a hybrid with the same version.
@@ -226,6 +252,8 @@ class HybridEncoder:
             raise ValueError(f"snapshot components {sorted(saved)} != {sorted(self._names)}")
         for name, component in self.components.items():
             component.restore(saved[name])
+        if self._text is None and "templates" in state:
+            self.stage.restore(state["templates"])
 
     def __repr__(self) -> str:
         weights = ", ".join(f"{k}={v:.3g}" for k, v in self.weights.items())
@@ -281,6 +309,11 @@ def build_default_encoder(
     model_path: str | None = None,
     cache_size: int = 50_000,
     seed: int = 7,
+    *,
+    params_dim: int = 32,
+    params_share: float = 0.25,
+    max_templates: int = 20_000,
+    categorical_artifact: str | None = None,
 ) -> HybridEncoder:
     """The production hybrid: text, categorical, numerical, network (+ ``time`` if weighted).
 
@@ -290,16 +323,23 @@ def build_default_encoder(
         model_path: sentence-transformers model directory (``None``: bundled MiniLM).
         cache_size: text template cache size.
         seed: seed of the categorical embedding tables.
+        params_dim: width of the hashed parameter block inside the text component.
+        params_share: share of the text component's squared norm given to it.
+        max_templates: most template clusters the miner keeps (LRU).
+        categorical_artifact: a `secstream train categorical` output (frozen, learned
+            tables with a learned unknown row); ``None`` grows the vocabulary online.
     """
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
     valid = sorted([*DEFAULT_WEIGHTS, *OPTIONAL_COMPONENTS])
     unknown = sorted(set(weights) - set(valid))
     if unknown:
         raise ValueError(f"unknown component(s) {unknown} in weights; valid names: {valid}")
-    text = TextEncoder(model_path=model_path, cache_size=cache_size)
+    stage = TemplateStage(max_clusters=max_templates)
+    text = TextEncoder(model_path=model_path, cache_size=cache_size, params_dim=params_dim,
+                       params_share=params_share, stage=stage)
     components: dict[str, ComponentEncoder] = {
         "text": text,
-        "categorical": CategoricalEncoder(seed=seed),
+        "categorical": CategoricalEncoder(seed=seed, artifact=categorical_artifact),
         "numerical": NumericalEncoder(),
         "network": NetworkEncoder(),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["PLACEHOLDERS", "mask", "mask_many", "template_id"]
+__all__ = ["PLACEHOLDERS", "mask", "mask_ex", "mask_many", "template_id"]
 
 #: Every placeholder this module can emit.
 PLACEHOLDERS = ("<UUID>", "<BLK>", "<IP>", "<HEX>", "<PATH>", "<NUM>", "<USER>")
@@ -34,14 +34,15 @@ _PARTS: tuple[tuple[str, str], ...] = (
     ("IP6", rf"(?P<IP6>(?<![\w:.]){_V6}(?:%\w+)?(?![\w:]))"),
     ("IP4", rf"(?P<IP4>(?<![\w.]){_V4}(?::\d{{1,5}})?(?![\w.]|\.\d))"),
     ("HEX", rf"(?P<HEX>\b0[xX]{_H}+\b|\b(?={_H}*\d){_H}*[A-Fa-f]{_H}*\b(?<=\w{{8}}))"),
-    ("WINPATH", r"(?P<WINPATH>\b[A-Za-z]:\\(?:[^\\\s\"']+\\)*[^\\\s\"']*)"),
+    # directories may hold single spaces ("C:\\Program Files\\..."), never ": "
+    ("WINPATH", r"(?P<WINPATH>\b[A-Za-z]:\\(?:[^\\\s\"':]+(?: [^\\\s\"':]+)*\\)*[^\\\s\"']*)"),
     ("PATH", r"(?P<PATH>(?<![\w/.])(?:/[\w.\-@%+~,]+){2,}/?)"),
     (
         "USERKW",
         # bare "for NAME" only in the sshd shape "for NAME from|by|port ..."
-        r"(?P<USERKW>\b(?P<kw>(?:[Ff]or\s+)?(?:[Ii]nvalid\s+|[Ii]llegal\s+)?[Uu]ser"
-        r"|[Ff]or(?=\s+[\w.\-@$\\]+\s+(?:from|by|port)\b))"
-        r"(?P<sep>\s*[=:]\s*|\s+)(?P<user>(?![\d<])[\w.\-@$\\]+))",
+        r"(?P<USERKW>\b(?P<kw>(?:[Ff]or\s+)?(?:[Ii]nvalid\s+|[Ii]llegal\s+)?[Uu]ser(?:[Nn]ame)?"
+        r"|Account Name|[Ff]or(?=\s+[\w.\-@$\\]+\s+(?:from|by|port)\b))"
+        r"(?P<sep>\s*[=:]\s*|\s+)(?P<user>(?![\d<\-])[\w.\-@$\\]+))",
     ),
     ("NUM", r"(?P<NUM>(?<![\w.])\d+(?:\.\d+)*\b)"),
 )
@@ -49,6 +50,7 @@ _BIT = {name: 1 << i for i, (name, _) in enumerate(_PARTS)}
 _COMPILED: dict[int, re.Pattern[str]] = {}
 _DIGIT = re.compile(r"\d")
 _HEXRUN = re.compile(rf"0[xX]{_H}|{_H}{{8}}")
+_BASENAME = re.compile(r"[^/\\\\]+(?=[/\\\\]?$)")
 
 
 def _pattern_for(text: str) -> re.Pattern[str] | None:
@@ -74,7 +76,7 @@ def _pattern_for(text: str) -> re.Pattern[str] | None:
         bits |= _BIT["PATH"]
     if ":\\" in text:
         bits |= _BIT["WINPATH"]
-    if "ser" in text or "for" in text or "For" in text or "SER" in text:
+    if "ser" in text or "for" in text or "For" in text or "SER" in text or "Account Name" in text:
         bits |= _BIT["USERKW"]
     if not bits:
         return None
@@ -104,24 +106,47 @@ def mask(text: str) -> tuple[str, list[str]]:
         ``(template_text, params)``: the masked line and the replaced values in
         order of appearance. Masks IPv4/IPv6 (with optional ``:port``), UUIDs,
         hex ids (``0x..`` or >= 8 hex chars with a digit), HDFS block ids,
-        numbers, POSIX paths of >= 2 segments, Windows paths, and user names
-        after ``user``/``for``/``invalid user``.
+        numbers, POSIX paths of >= 2 segments, Windows paths (directories may
+        contain single spaces), and user names after ``user``/``for``/
+        ``invalid user``/``Account Name:``.
+    """
+    masked, params, _ = mask_ex(text)
+    return masked, params
+
+
+def mask_ex(text: str) -> tuple[str, list[str], list[str]]:
+    """:func:`mask` plus the parameters that carry meaning.
+
+    Returns:
+        ``(template_text, params, words)``: ``words`` holds, in order, the user
+        names and the basenames of paths (``mimikatz.exe``), the values that
+        tell two lines of one template apart for a security analyst; numbers,
+        addresses, hex and block ids are left out (noise, or covered by the
+        numerical/network components).
     """
     params: list[str] = []
+    words: list[str] = []
     append = params.append
 
     def _sub(m: re.Match[str]) -> str:
         kind = m.lastgroup
         if kind == "USERKW" or kind is None or kind in ("kw", "sep", "user"):
-            append(m.group("user"))
+            user = m.group("user")
+            append(user)
+            words.append(user)
             return f"{m.group('kw')}{m.group('sep')}<USER>"
-        append(m.group(0))
+        value = m.group(0)
+        append(value)
+        if kind == "PATH" or kind == "WINPATH":
+            base = _BASENAME.search(value)
+            if base is not None:
+                words.append(base.group(0))
         return _TAG[kind]
 
     pattern = _pattern_for(text)
     if pattern is None:
-        return text, params
-    return pattern.sub(_sub, text), params
+        return text, params, words
+    return pattern.sub(_sub, text), params, words
 
 
 def mask_many(texts: list[str]) -> list[tuple[str, list[str]]]:

@@ -88,6 +88,7 @@ class SparseEncoder:
         self.word_cache_size = word_cache_size
         self._saturation = [tf * (self.k1 + 1.0) / (tf + self.k1) for tf in range(64)]
         self._words: dict[str, tuple[int, ...]] = {}
+        self._runs: dict[str, tuple[int, ...]] = {}
         self._terms: OrderedDict[int, str] = OrderedDict()
         self._lock = threading.Lock()
         self._field_index = lru_cache(maxsize=65_536)(self._hash_term)
@@ -151,13 +152,48 @@ class SparseEncoder:
         if missing:
             if len(cache) + len(missing) > self.word_cache_size:
                 cache.clear()
-            for word, ids in zip(missing, self._tokenize_words(missing)):
+            slow: list[str] = []
+            split: list[tuple[str, list[str]]] = []
+            for word in missing:
+                if _DIGIT.search(word) is not None and word.isascii() and word.isprintable():
+                    split.append((word, _ALNUM_RUN.findall(word)))
+                else:
+                    slow.append(word)
+            for word, ids in zip(slow, self._tokenize_words(slow)):
                 found[word] = ids
-                # words with digits (addresses, ports, ids) rarely repeat: keep
-                # them out so the cache holds the stream's vocabulary
-                if _DIGIT.search(word) is None:
-                    cache[word] = ids
+                cache[word] = ids
+            if split:
+                run_ids = self._run_pieces([r for _, runs in split for r in runs])
+                for word, runs in split:
+                    found[word] = tuple(chain.from_iterable(map(run_ids.__getitem__, runs)))
         return found
+
+    def _run_pieces(self, runs: list[str]) -> dict[str, tuple[int, ...]]:
+        """Ids of ASCII alphanumeric runs, through a bounded run cache.
+
+        Words with digits (addresses, ports, ids) rarely repeat whole, but the
+        BERT pre-tokenizer splits them at every ASCII punctuation character
+        (whose pieces are dropped anyway), and their runs (octets, ports,
+        ``blk``) repeat: tokenizing run by run gives the ids of the word.
+        """
+        cache = self._runs
+        out: dict[str, tuple[int, ...]] = {}
+        todo: list[str] = []
+        for run in runs:
+            if run in out:
+                continue
+            hit = cache.get(run)
+            if hit is None:
+                out[run] = ()
+                todo.append(run)
+            else:
+                out[run] = hit
+        if todo:
+            if len(cache) + len(todo) > self.word_cache_size:
+                cache.clear()
+            for run, ids in zip(todo, self._tokenize_words(todo)):
+                out[run] = cache[run] = ids
+        return out
 
     def _tokenize_words(self, words: list[str]) -> list[tuple[int, ...]]:
         """Ids of each whitespace-free word, from one tokenizer call per chunk.
@@ -220,6 +256,7 @@ class SparseEncoder:
 # normalizer deletes ("x\x1cy" is one word "xy" to the tokenizer).
 _SPLIT_ONLY_WS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
 _DIGIT = re.compile(r"\d")
+_ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
 
 
 def _words(text: str) -> list[str]:

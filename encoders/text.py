@@ -1,13 +1,17 @@
-"""Text component: sentence embedding of the *masked* message, cached per template.
+"""Text component: sentence embedding of the mined template, plus hashed parameters.
 
 Log streams repeat a few templates, so the model (about 300 lines/s on a small
-CPU) runs once per template: the masked line is the key of a bounded LRU cache
-and all misses of a batch go to the model in one call. This is the only module
+CPU) runs once per template: messages are masked and mined into templates
+(:mod:`encoders.templates`), the template text is the key of a bounded LRU
+cache and all misses of a batch go to the model in one call. The cache can be
+saved and loaded as arrays, so a restarted worker does not re-embed. This is the only module
 that imports sentence-transformers, lazily, inside the loader.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -17,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from encoders.base import ComponentBatch, ComponentEncoder, Events, empty_batch
-from encoders.masking import mask
+from encoders.base import ComponentBatch, ComponentEncoder, Events, empty_batch, stable_hash
+from encoders.templates import TemplateBatch, TemplateStage
 
 __all__ = ["TextEncoder", "default_model_path"]
 
@@ -56,7 +60,17 @@ def _load_model(path: str) -> Any:
 
 
 class TextEncoder(ComponentEncoder):
-    """Embed the masked message text with a sentence-transformers model (dim 384).
+    """Embed the mined template of each message, plus a hashed parameter block.
+
+    Layout (dim = model dim + ``params_dim``, 384 + 32 for MiniLM)::
+
+        [sqrt(1 - s) * template_embedding, sqrt(s) * params_hash]
+
+    Each part is unit-normalized first and ``s = params_share``; an event with
+    no meaningful parameter gets ``[template_embedding, 0]``. So the share of
+    this component's cosine owed to the parameters is ``s`` when both events
+    have some, and two events of one template differ when their users, path
+    basenames or word-like ``<*>`` values do (see :mod:`encoders.templates`).
 
     Args:
         model_path: model directory; ``None`` or ``""`` = the bundled MiniLM.
@@ -65,13 +79,18 @@ class TextEncoder(ComponentEncoder):
         max_chars: the template is cut to this many characters before it is
             embedded and used as cache key (the model sees at most 256
             word pieces anyway), which bounds the cache's memory.
+        params_dim: width of the signed feature-hashing block (0 = none).
+        params_share: ``s`` above, in [0, 1).
+        stage: the masking + template mining stage (default: a fresh one).
 
     An empty message gives an absent row. The model loads on the first encode
     that misses the cache and is shared by every instance with the same path.
+    The template miner is learned in :meth:`update` and part of the snapshot;
+    the embedding cache goes to :meth:`arrays`/:meth:`load_arrays`.
     """
 
     name = "text"
-    version = "v1"
+    version = "v2"
 
     def __init__(
         self,
@@ -79,6 +98,9 @@ class TextEncoder(ComponentEncoder):
         cache_size: int = 50_000,
         batch_size: int = 256,
         max_chars: int = 2048,
+        params_dim: int = 32,
+        params_share: float = 0.25,
+        stage: TemplateStage | None = None,
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
@@ -86,14 +108,22 @@ class TextEncoder(ComponentEncoder):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if max_chars < 16:
             raise ValueError(f"max_chars must be >= 16, got {max_chars}")
+        if params_dim < 0:
+            raise ValueError(f"params_dim must be >= 0, got {params_dim}")
+        if not 0.0 <= params_share < 1.0:
+            raise ValueError(f"params_share must be in [0, 1), got {params_share}")
         self._model_path = model_path or default_model_path()
         if not Path(self._model_path).is_dir():
             raise ValueError(f"model_path {self._model_path!r} is not a directory")
         self.cache_size = cache_size
         self.batch_size = batch_size
         self.max_chars = max_chars
+        self.params_dim = params_dim if params_share > 0 else 0
+        self.params_share = float(params_share) if self.params_dim else 0.0
+        self.stage = stage if stage is not None else TemplateStage()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._dim: int | None = None
+        self._hashes: dict[str, tuple[int, float]] = {}
         self.cache_hits = 0
         self.cache_misses = 0
 
@@ -113,7 +143,7 @@ class TextEncoder(ComponentEncoder):
         return _load_model(self._model_path)
 
     @property
-    def dim(self) -> int:
+    def model_dim(self) -> int:
         """Embedding width reported by the model (384 for MiniLM-L6)."""
         if self._dim is None:
             model = self.model
@@ -123,60 +153,108 @@ class TextEncoder(ComponentEncoder):
         return self._dim
 
     @property
+    def dim(self) -> int:
+        """Model width plus ``params_dim``."""
+        return self.model_dim + self.params_dim
+
+    @property
     def cache_len(self) -> int:
         """Number of templates currently cached."""
         return len(self._cache)
 
+    @property
+    def hit_rate(self) -> float:
+        """Share of present rows whose template embedding came from the cache."""
+        total = self.cache_hits + self.cache_misses
+        return self.cache_hits / total if total else 0.0
+
     def encode(self, events: Events) -> ComponentBatch:
-        """Mask each event's message and embed the templates (see :meth:`encode_templates`)."""
-        texts = [_message(event) for event in events]
-        return self.encode_templates([mask(text)[0] if text else "" for text in texts])
+        """Mine the templates (read-only) and embed them; see :meth:`encode_analyzed`."""
+        return self.encode_analyzed(self.stage.analyze([_message(event) for event in events]))
+
+    def update(self, events: Events) -> None:
+        """Learn the batch's lines into the template miner."""
+        self.stage.learn([_message(event) for event in events])
+
+    def encode_analyzed(self, batch: TemplateBatch) -> ComponentBatch:
+        """Template embeddings plus the parameter block of an analyzed batch."""
+        n = len(batch.templates)
+        if n == 0:
+            return empty_batch(self.dim)
+        templ = self.encode_templates(batch.templates)
+        if not self.params_dim:
+            return templ
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        out[:, : self.model_dim] = templ.vectors
+        rows: dict[tuple[str, ...], int] = {}
+        index = np.full(n, -1, dtype=np.int64)
+        for i, (words, here) in enumerate(zip(batch.params, templ.present)):
+            if words and here:
+                index[i] = rows.setdefault(words, len(rows))
+        if rows:
+            mat = np.stack([self._hash_words(words) for words in rows])
+            norms = np.linalg.norm(mat, axis=1)
+            usable = norms > 1e-9
+            mat[usable] /= norms[usable, None]
+            has = index >= 0
+            has[has] = usable[index[has]]
+            out[has, : self.model_dim] *= np.float32(math.sqrt(1.0 - self.params_share))
+            out[has, self.model_dim :] = (math.sqrt(self.params_share) * mat[index[has]]).astype(np.float32)
+        return ComponentBatch(out, templ.present)
+
+    def _hash_words(self, words: tuple[str, ...]) -> np.ndarray:
+        vec = np.zeros(self.params_dim, dtype=np.float64)
+        cache = self._hashes
+        for word in words:
+            hit = cache.get(word)
+            if hit is None:
+                if len(cache) >= 200_000:
+                    cache.clear()
+                h = stable_hash(word)
+                hit = cache[word] = (h % self.params_dim, 1.0 if (h >> 40) & 1 else -1.0)
+            vec[hit[0]] += hit[1]
+        return vec
 
     def encode_templates(self, templates: Sequence[str]) -> ComponentBatch:
-        """Embed already-masked template texts; ``""`` gives an absent row.
+        """Embed already-masked template texts (model width); ``""`` gives an absent row.
 
         Cache hits reuse the stored vector; all distinct misses are embedded in
         one model call. The cache content (not the returned values) changes,
         which is the only side effect; outputs are those of the model.
         """
         n = len(templates)
+        dim = self.model_dim
         if n == 0:
-            return empty_batch(self.dim)
+            return empty_batch(dim)
         keys = [t[: self.max_chars] if t.strip() else "" for t in templates]
-        present = np.fromiter((bool(k) for k in keys), dtype=bool, count=n)
-        found: dict[str, np.ndarray] = {}
-        missing: list[str] = []
-        missing_set: set[str] = set()
+        slot: dict[str, int] = {}
+        index = np.fromiter((slot.setdefault(k, len(slot)) for k in keys), dtype=np.int64, count=n)
         cache = self._cache
-        for key in keys:
-            if not key or key in found:
+        unique = list(slot)
+        vectors = np.zeros((len(unique), dim), dtype=np.float32)
+        missing: list[int] = []
+        for j, key in enumerate(unique):
+            if not key:
                 continue
             vec = cache.get(key)
             if vec is None:
-                if key not in missing_set:
-                    missing_set.add(key)
-                    missing.append(key)
-                continue
-            cache.move_to_end(key)
-            found[key] = vec
-        hits = int(present.sum())
+                missing.append(j)
+            else:
+                cache.move_to_end(key)
+                vectors[j] = vec
         if missing:
-            embedded = self._embed(missing)
-            for key, vec in zip(missing, embedded):
-                found[key] = vec
-                cache[key] = vec
+            embedded = self._embed([unique[j] for j in missing])
+            for j, vec in zip(missing, embedded):
+                vectors[j] = vec
+                cache[unique[j]] = vec
             while len(cache) > self.cache_size:
                 cache.popitem(last=False)
-            # a repeated miss within the batch is a hit on the first one
-            misses = len(missing)
-            self.cache_misses += misses
-            hits -= misses
-        self.cache_hits += hits
-        out = np.zeros((n, self.dim), dtype=np.float32)
-        for i, key in enumerate(keys):
-            if key:
-                out[i] = found[key]
-        return ComponentBatch(out, present)
+        empty = slot.get("")
+        present = index != empty if empty is not None else np.ones(n, dtype=bool)
+        # a repeated miss within the batch is a hit on the first one
+        self.cache_misses += len(missing)
+        self.cache_hits += int(present.sum()) - len(missing)
+        return ComponentBatch(vectors[index], present)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(
@@ -190,16 +268,53 @@ class TextEncoder(ComponentEncoder):
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The embedding cache as arrays (for safetensors): ``cache_vectors``
+        float32 ``[k, model_dim]`` in LRU order and ``cache_keys``, the UTF-8
+        JSON ``{"model": name, "keys": [...]}`` as uint8."""
+        keys = list(self._cache)
+        mat = np.stack([self._cache[k] for k in keys]) if keys else np.zeros((0, self.model_dim), np.float32)
+        meta = json.dumps({"model": Path(self._model_path).name, "keys": keys}).encode("utf-8", "surrogatepass")
+        return {"cache_vectors": np.ascontiguousarray(mat, dtype=np.float32),
+                "cache_keys": np.frombuffer(meta, dtype=np.uint8).copy()}
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> int:
+        """Fill the embedding cache from :meth:`arrays`; returns the number loaded.
+
+        Raises:
+            ValueError: missing arrays, another model, or shapes that disagree.
+        """
+        try:
+            meta = json.loads(bytes(np.asarray(arrays["cache_keys"], dtype=np.uint8)).decode("utf-8", "surrogatepass"))
+            mat = np.asarray(arrays["cache_vectors"], dtype=np.float32)
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"unreadable text cache arrays: {exc}") from exc
+        keys = meta.get("keys") if isinstance(meta, dict) else None
+        if not isinstance(keys, list) or meta.get("model") != Path(self._model_path).name:
+            raise ValueError(f"text cache of model {meta.get('model') if isinstance(meta, dict) else None!r}, "
+                             f"this encoder runs {Path(self._model_path).name!r}")
+        if mat.ndim != 2 or mat.shape[0] != len(keys) or (len(keys) and mat.shape[1] != self.model_dim):
+            raise ValueError(f"text cache shape {mat.shape} does not fit {len(keys)} keys x {self.model_dim}")
+        self._cache = OrderedDict((str(k), mat[i].copy()) for i, k in enumerate(keys[-self.cache_size :],
+                                                                                start=max(len(keys) - self.cache_size, 0)))
+        return len(self._cache)
+
     def _get_state(self) -> dict[str, Any]:
-        # The cache is not persisted: after a restart it refills at one model
-        # call per template, and a 50k x 384 JSON cache would dwarf the rest.
+        # The embedding cache is not JSON (see arrays()); the miner is.
         return {
             "model": Path(self._model_path).name,
+            "params": [self.params_dim, self.params_share],
+            "templates": self.stage.snapshot(),
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
         }
 
     def _set_state(self, state: Mapping[str, Any]) -> None:
+        params = state.get("params")
+        if params is not None and [int(params[0]), float(params[1])] != [self.params_dim, self.params_share]:
+            raise ValueError(f"text snapshot params block {params} != {[self.params_dim, self.params_share]}")
+        if "templates" in state:
+            self.stage.restore(state["templates"])
         self.cache_hits = int(state.get("cache_hits", 0))
         self.cache_misses = int(state.get("cache_misses", 0))
 

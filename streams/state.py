@@ -1,4 +1,4 @@
-"""Persist and recover pipeline state (detector and encoder snapshots).
+"""Persist and recover pipeline state (detector and encoder snapshots, text embedding cache).
 
 Arrays go to safetensors, everything else to JSON; never pickle. Writes are
 atomic (temporary file, then rename), so a crash mid-write leaves the previous
@@ -21,6 +21,9 @@ from streams.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
+#: File of :meth:`HybridEncoder.arrays` (the text embedding cache) next to ``state.json``.
+ENCODER_ARRAYS = "encoder.safetensors"
+
 
 def _atomic_write(path: Path, write: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -34,6 +37,9 @@ def save_state(pipeline: Pipeline, directory: Path) -> None:
     det = pipeline.detector.snapshot()
     arrays = {k: np.ascontiguousarray(v) for k, v in det["arrays"].items()}
     _atomic_write(directory / "detector.safetensors", lambda p: save_file(arrays, str(p)))
+    enc_arrays = {k: np.ascontiguousarray(v) for k, v in pipeline.encoder.arrays().items()}
+    if enc_arrays:  # the text embedding cache: a restart does not re-embed known templates
+        _atomic_write(directory / ENCODER_ARRAYS, lambda p: save_file(enc_arrays, str(p)))
     meta = {"model_version": pipeline.model_version, "detector": det["meta"], "encoder": pipeline.encoder.snapshot()}
     _atomic_write(directory / "state.json", lambda p: p.write_text(json.dumps(meta), encoding="utf-8"))
 
@@ -54,6 +60,13 @@ def load_state(pipeline: Pipeline, directory: Path) -> bool:
     except (OSError, ValueError, KeyError) as exc:
         log.warning("ignoring unreadable state in %s: %s", directory, exc)
         return False
+    cache_path = directory / ENCODER_ARRAYS
+    if cache_path.exists():
+        try:  # optional: without it the text cache refills at one model call per template
+            loaded = pipeline.encoder.load_arrays(load_file(str(cache_path)))
+            log.info("restored %d cached template embeddings", loaded)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring unreadable encoder arrays in %s: %s", cache_path, exc)
     log.info("restored state: %d exemplars, %d events seen", len(pipeline.detector.baseline),
              pipeline.detector.baseline.seen)
     return True

@@ -45,7 +45,7 @@ def test_run_shows_alerts_and_metrics_then_stops_cleanly(tmp_path) -> None:
     alerts: list[str] = []
     err_text = ""
     broker_pid = None
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline and not alerts and proc.poll() is None:
             for key, _ in sel.select(timeout=1.0):
@@ -61,7 +61,7 @@ def test_run_shows_alerts_and_metrics_then_stops_cleanly(tmp_path) -> None:
                         m = re.search(r"listening on 127\.0\.0\.1:\d+, pid (\d+)", line)
                         if m:
                             broker_pid = int(m.group(1))
-        assert alerts, f"no alert printed within 180 s; stderr:\n{err_text[-3000:]}"
+        assert alerts, f"no alert printed within 300 s; stderr:\n{err_text[-3000:]}"
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         assert "secstream_events_total" in metrics and "secstream_alerts_total" in metrics
         assert broker_pid is not None and _alive(broker_pid)

@@ -88,8 +88,61 @@ def test_same_template_shares_text_embedding() -> None:
     assert (text.cache_hits, text.cache_misses) == (0, 1)
     second = text.encode([_ssh("bob", "192.168.1.9", 2222), _ssh("eve", "10.1.1.1", 1)])
     assert (text.cache_hits, text.cache_misses) == (2, 1)
-    np.testing.assert_array_equal(first.vectors[0], second.vectors[0])
-    np.testing.assert_array_equal(second.vectors[0], second.vectors[1])
+    d = text.model_dim  # the template part is shared; the user makes the params part differ
+    np.testing.assert_array_equal(first.vectors[0, :d], second.vectors[0, :d])
+    np.testing.assert_array_equal(second.vectors[0, :d], second.vectors[1, :d])
+    assert not np.array_equal(second.vectors[0, d:], second.vectors[1, d:])
+
+
+def _process_start(image: str, user: str = "alice", host: str = "WS-FRA-042") -> dict[str, object]:
+    return {
+        "time": "2024-05-01T10:00:00.000Z",
+        "message": (
+            f"Mar 12 10:00:00 {host} Microsoft-Windows-Sysmon[3120]: 1: Process Create: RuleName: - "
+            f"UtcTime: 2024-03-12 10:00:00.123 ProcessGuid: {{4d1b2c3a-1111-2222-3333-444455556666}} "
+            f"ProcessId: 4242 Image: C:\\Users\\{user}\\Downloads\\{image} User: CORP\\{user}"
+        ),
+        "source": "windows-sysmon",
+        "event_type": "process_start",
+        "host": host,
+        "user": user,
+    }
+
+
+def test_params_block_separates_processes_of_one_template(hybrid: HybridEncoder) -> None:
+    events = [_process_start("mimikatz.exe"), _process_start("chrome.exe"), _process_start("mimikatz.exe")]
+    out = hybrid.encode(events)
+    assert out.template_ids[0] == out.template_ids[1] == out.template_ids[2]
+    assert out.templates[0] == out.templates[1]
+    block = out.dense[:, out.parts["text"]]
+    assert not np.array_equal(block[0], block[1])
+    np.testing.assert_array_equal(block[0], block[2])
+    cos = float(block[0].astype(np.float64) @ block[1].astype(np.float64)) / float(block[0] @ block[0])
+    assert 0.7 < cos < 0.9999  # same template (share 0.75), different process
+
+
+def test_params_share_is_the_params_blocks_squared_norm() -> None:
+    text = TextEncoder(params_dim=32, params_share=0.25)
+    out = text.encode([_ssh("root", "10.0.0.5", 1), {"message": "disk full"}])
+    d = text.model_dim
+    assert float(out.vectors[0, d:] @ out.vectors[0, d:]) == pytest.approx(0.25, abs=1e-5)
+    assert not out.vectors[1, d:].any()  # no parameter: template part only, unit norm
+    assert float(out.vectors[1] @ out.vectors[1]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_text_cache_arrays_round_trip() -> None:
+    first = TextEncoder()
+    events = [_ssh("root", "10.0.0.5", 1), {"message": "disk full on /dev/sda1"}]
+    before = first.encode(events)
+    arrays = first.arrays()
+    assert arrays["cache_vectors"].shape == (2, first.model_dim) and arrays["cache_keys"].dtype == np.uint8
+    second = TextEncoder()
+    assert second.load_arrays(arrays) == 2
+    after = second.encode(events)
+    assert (second.cache_hits, second.cache_misses) == (2, 0)
+    np.testing.assert_array_equal(before.vectors, after.vectors)
+    with pytest.raises(ValueError):
+        second.load_arrays({"cache_vectors": arrays["cache_vectors"][:, :3], "cache_keys": arrays["cache_keys"]})
 
 
 def test_text_cache_is_bounded_lru() -> None:
@@ -239,8 +292,9 @@ def test_build_default_encoder_rejects_unknown_name() -> None:
 def test_version_changes_with_weights(hybrid: HybridEncoder) -> None:
     other = HybridEncoder(hybrid.components, {"text": 0.9, "network": 0.1})
     assert other.version != hybrid.version and other.version.startswith("hybrid-v1-")
-    assert hybrid.dim == 384 + 32 + 9 + 41
-    assert other.dim == 384 + 41
+    assert hybrid.components["text"].dim == 384 + 32  # MiniLM + params block
+    assert hybrid.dim == sum(c.dim for c in hybrid.components.values())
+    assert other.dim == 384 + 32 + 41
 
 
 def test_network_ipv4_fast_path_matches_ipaddress() -> None:
@@ -296,6 +350,6 @@ def test_component_similarity_absent_block_is_zero(hybrid: HybridEncoder) -> Non
 def test_hybrid_optional_time_component() -> None:
     enc = build_default_encoder({"text": 0.5, "network": 0.3, "time": 0.2})
     assert list(enc.parts) == ["text", "network", "time"]
-    assert enc.dim == 384 + 41 + 4
+    assert enc.dim == (384 + 32) + 41 + 4
     out = enc.encode([_ssh("root", "10.0.0.5", 52144)])
     assert out.present.all()

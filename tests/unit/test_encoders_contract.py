@@ -104,9 +104,26 @@ EVENTS: list[dict[str, Any]] = [
 
 Factory = Callable[[], Any]
 
+
+def _trained_categorical() -> CategoricalEncoder:
+    """A categorical encoder from a tiny artifact trained on EVENTS (cached: training is seeded)."""
+    global _ARTIFACT
+    if _ARTIFACT is None:
+        from encoders.categorical import artifact_version, CategoricalArtifact
+        from encoders.training import TrainConfig, sessionize, train_categorical
+
+        res = train_categorical(sessionize(EVENTS * 3), TrainConfig(epochs=1, max_steps_per_epoch=5, min_count=2))
+        _ARTIFACT = CategoricalArtifact(artifact_version(res.fields, res.dim, res.vocab, res.tables),
+                                        res.fields, res.dim, res.vocab, res.tables)
+    return CategoricalEncoder(artifact=_ARTIFACT)
+
+
+_ARTIFACT: Any = None
+
 FACTORIES: dict[str, Factory] = {
     "text": lambda: TextEncoder(),
     "categorical": lambda: CategoricalEncoder(seed=7),
+    "categorical-trained": _trained_categorical,
     "numerical": lambda: NumericalEncoder(),
     "network": lambda: NetworkEncoder(),
     "time": lambda: TimeEncoder(),
