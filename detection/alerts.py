@@ -51,9 +51,13 @@ def summary_line(event: Mapping[str, Any], max_len: int = 140) -> str:
     return line if len(line) <= max_len else line[: max_len - 1] + "…"
 
 
-def title_for(event: Mapping[str, Any], score: float) -> str:
+def title_for(event: Mapping[str, Any], score: float, rare: Any = None) -> str:
+    """Short human title; names the rare value when that is what made the event unusual."""
     what = event.get("event_type") or event.get("source") or "event"
     who = event.get("user") or event.get("host") or event.get("src_ip") or "unknown entity"
+    if rare is not None:
+        how = "first-seen" if rare.seen == 0 else f"rare (seen {rare.seen}x)"
+        return f"{how.capitalize()} {rare.field} {rare.value} in {what} for {who} (score {score:.0f})"
     return f"Unusual {what} for {who} (score {score:.0f})"
 
 
@@ -70,6 +74,7 @@ def event_alert(
     template: str | None,
     template_id: str | None,
     model_version: str,
+    rare: Any = None,
 ) -> dict[str, Any]:
     """An ``event_anomaly`` alert for one event (``event`` is the SecurityEvent as a dict)."""
     event_id = str(event["event_id"])
@@ -85,7 +90,7 @@ def event_alert(
         "severity": alert_severity(score, event.get("severity")),
         "confidence": round(float(confidence), 3),
         "warmup": bool(warmup),
-        "title": title_for(event, score),
+        "title": title_for(event, score, rare),
         "entity": {"type": entity[0], "id": entity[1]},
         "evidence": {"event_ids": [event_id], "session_id": event.get("session_id")},
         "explanation": {

@@ -16,17 +16,25 @@ import numpy as np
 
 from detection.calibration import TailCalibrator
 from detection.novelty import ExemplarBaseline, Neighbour
+from detection.rarity import RareValue, ValueRarity
+
+#: surprise (decades) is mapped to the calibrator's [0, 2] range: 5 decades → 2.0
+_SURPRISE_PER_UNIT = 2.5
 
 
 @dataclass
 class EventScore:
     """Score of one event with what backs it."""
 
-    score: float  # 0–100
+    score: float  # 0–100: the larger of the vector score and the rare-value score
     raw: float  # support-weighted kNN cosine distance
     warmup: bool  # too little history to trust: never alerts
     confidence: float  # 0–1, how much baseline evidence backs the score
     neighbours: list[Neighbour] = field(default_factory=list)
+    vector_score: float = 0.0  # 0–100 from kNN novelty of the hybrid vector
+    value_score: float = 0.0  # 0–100 from the rarest categorical value
+    rare: RareValue | None = None  # that value, when it is what makes the event unusual
+    surprise: float = 0.0  # -log10 probability of the event's rarest value
 
 
 class NoveltyDetector:
@@ -37,29 +45,45 @@ class NoveltyDetector:
                  max_terms: int = 200_000) -> None:
         self.baseline = ExemplarBaseline(dim, capacity=capacity, k=k, merge_at=merge_at)
         self.calibrator = TailCalibrator(scale=scale, decades=decades)
+        self.rarity = ValueRarity()
+        # 3 decades of surprise (a 1-in-1,000 value) count as fully rare in magnitude
+        self.rarity_calibrator = TailCalibrator(scale=3.0 / _SURPRISE_PER_UNIT, decades=decades)
         self.warmup = warmup
         self.max_terms = max_terms
         self.doc_freq: Counter[int] = Counter()
         self.n_docs = 0
 
-    def score(self, vectors: np.ndarray, top: int = 3) -> list[EventScore]:
-        """Scores for a batch (unit float32 rows), prequential within the batch."""
+    def score(self, vectors: np.ndarray, top: int = 3,
+              events: Sequence[dict[str, Any]] | None = None) -> list[EventScore]:
+        """Scores for a batch (unit float32 rows, and the events as dicts for the
+        rare-value score), prequential within the batch; no state change."""
         results = self.baseline.score(vectors, top=top)
         raw = np.array([r.raw for r in results], dtype=np.float64)
-        scores = self.calibrator.score_sequence(raw)
+        vec_scores = self.calibrator.score_sequence(raw)
+        rares = self.rarity.score(events) if events is not None else [None] * len(results)
+        surprise = np.array([r.surprise if r else 0.0 for r in rares], dtype=np.float64)
+        val_scores = self.rarity_calibrator.score_sequence(np.minimum(surprise / _SURPRISE_PER_UNIT, 2.0))
         seen = self.baseline.seen
         out = []
         for i, r in enumerate(results):
             history = seen + i
             support = sum(nb.count for nb in r.neighbours)
             confidence = min(1.0, history / max(1, 5 * self.warmup)) * min(1.0, support / self.baseline.k)
-            out.append(EventScore(score=round(max(0.0, float(scores[i])), 3), raw=r.raw, warmup=history < self.warmup,
-                                  confidence=round(confidence, 3), neighbours=r.neighbours))
+            v, c = max(0.0, float(vec_scores[i])), max(0.0, float(val_scores[i]))
+            out.append(EventScore(score=round(max(v, c), 3), raw=r.raw, warmup=history < self.warmup,
+                                  confidence=round(confidence, 3), neighbours=r.neighbours,
+                                  vector_score=round(v, 3), value_score=round(c, 3),
+                                  rare=rares[i] if c > v else None, surprise=float(surprise[i])))
         return out
 
     def learn(self, vectors: np.ndarray, scores: Sequence[EventScore], ids: list[str], summaries: list[str],
-              sparse: Sequence[tuple[Sequence[int], Sequence[float]]]) -> None:
-        """Fold a scored batch into the state (baseline, calibration, term frequencies)."""
+              sparse: Sequence[tuple[Sequence[int], Sequence[float]]],
+              events: Sequence[dict[str, Any]] | None = None) -> None:
+        """Fold a scored batch into the state (baseline, calibration, value counts, term frequencies)."""
+        if events is not None:
+            self.rarity_calibrator.update(np.array(
+                [min(sc.surprise / _SURPRISE_PER_UNIT, 2.0) for sc in scores if not sc.warmup], dtype=np.float64))
+            self.rarity.learn(events)
         # the first events of any stream are all novel: calibrating on them would teach
         # the calibrator that novelty is common, so the distribution starts after warm-up
         self.calibrator.update(np.array([s.raw for s in scores if not s.warmup], dtype=np.float64))
@@ -75,7 +99,8 @@ class NoveltyDetector:
         base = self.baseline.snapshot()
         return {
             "meta": {"baseline": base["meta"], "calibrator": self.calibrator.snapshot(),
-                     "warmup": self.warmup, "n_docs": self.n_docs,
+                     "warmup": self.warmup, "n_docs": self.n_docs, "rarity": self.rarity.snapshot(),
+                     "rarity_calibrator": self.rarity_calibrator.snapshot(),
                      "doc_freq": [[int(k), int(v)] for k, v in self.doc_freq.items()]},
             "arrays": base["arrays"],
         }
@@ -84,5 +109,7 @@ class NoveltyDetector:
         meta = state["meta"]
         self.baseline.restore({"meta": meta["baseline"], "arrays": state["arrays"]})
         self.calibrator.restore(meta["calibrator"])
+        self.rarity.restore(meta["rarity"])
+        self.rarity_calibrator.restore(meta["rarity_calibrator"])
         self.n_docs = int(meta["n_docs"])
         self.doc_freq = Counter({int(k): int(v) for k, v in meta["doc_freq"]})
