@@ -43,6 +43,11 @@ class Accepted:
     score: float
     alert: bool
     warmup: bool
+    #: the decoded event (SecurityEvent as a dict), its template and its row in ``BatchOutcome.vectors``
+    event: dict[str, Any] | None = None
+    template_id: str | None = None
+    template: str | None = None
+    row: int = -1
 
 
 @dataclass
@@ -78,6 +83,8 @@ class BatchOutcome:
     results: list[Accepted | Rejected] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: dense hybrid rows of the accepted events (row ``Accepted.row``), float32 ``[n_accepted, D]``
+    vectors: np.ndarray | None = None
 
     @property
     def rejected(self) -> list[Rejected]:
@@ -116,6 +123,7 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - the worker must keep going
             log.exception("batch of %d failed (%s); retrying one by one", len(values), exc)
         out = BatchOutcome()
+        rows: list[np.ndarray] = []
         for i, raw in enumerate(values):
             try:
                 one = self._process([raw])
@@ -124,8 +132,12 @@ class Pipeline:
                 continue
             for res in one.results:
                 res.index = i
+                if isinstance(res, Accepted) and one.vectors is not None and res.row >= 0:
+                    rows.append(one.vectors[res.row])
+                    res.row = len(rows) - 1
             out.results.extend(one.results)
             out.alerts.extend(one.alerts)
+        out.vectors = np.array(rows, dtype=np.float32) if rows else None
         return out
 
     def _process(self, values: Sequence[bytes]) -> BatchOutcome:
@@ -144,12 +156,13 @@ class Pipeline:
         t1 = time.perf_counter()
         batch = self.encoder.encode(docs)
         t2 = time.perf_counter()
-        scores = self.detector.score(batch.dense, top=max(self.neighbours_in_alert, 1))
+        scores = self.detector.score(batch.dense, top=max(self.neighbours_in_alert, 1), events=docs)
         t3 = time.perf_counter()
         for j, (doc, ev, sc) in enumerate(zip(docs, events, scores)):
             alert = (not sc.warmup) and sc.score >= self.threshold
             slots[positions[j]] = Accepted(positions[j], doc["event_id"], doc.get("session_id"), sc.score, alert,
-                                           sc.warmup)
+                                           sc.warmup, event=doc, template_id=batch.template_ids[j],
+                                           template=batch.templates[j], row=j)
             if alert:
                 out.alerts.append(self._alert(j, doc, ev, sc, batch, docs))
         t4 = time.perf_counter()
@@ -157,10 +170,11 @@ class Pipeline:
             self.store.upsert(EVENTS, [self._point(j, doc, scores[j], batch) for j, doc in enumerate(docs)])
         t5 = time.perf_counter()
         ids = [d["event_id"] for d in docs]
-        self.detector.learn(batch.dense, scores, ids, [summary_line(d) for d in docs], batch.sparse)
+        self.detector.learn(batch.dense, scores, ids, [summary_line(d) for d in docs], batch.sparse, events=docs)
         self.encoder.update(docs)
         t6 = time.perf_counter()
         out.results = [s for s in slots if s is not None]
+        out.vectors = batch.dense
         out.timings = {"decode": t1 - t0, "encode": t2 - t1, "score": t3 - t2, "explain": t4 - t3,
                        "upsert": t5 - t4, "learn": t6 - t5}
         return out
@@ -194,7 +208,10 @@ class Pipeline:
         describe = self.encoder.sparse.describe if self.encoder.sparse is not None else str
         terms = [{"term": describe(idx), "weight": round(w, 3)}
                  for idx, w in top_terms(indices, values, self.detector.doc_freq, self.detector.n_docs)]
+        if sc.rare is not None:  # the rare value is the reason: it leads, weighted by its surprise
+            terms = [{"term": sc.rare.term(), "weight": round(sc.rare.surprise, 3)}] + \
+                [t for t in terms if t["term"] != sc.rare.term()][:4]
         return event_alert(event=doc, entity=ev.entity(), score=sc.score, confidence=sc.confidence,
                            warmup=sc.warmup, components=shares, neighbours=neighbours, terms=terms,
                            template=batch.templates[j], template_id=batch.template_ids[j],
-                           model_version=self.model_version)
+                           model_version=self.model_version, rare=sc.rare)

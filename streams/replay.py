@@ -2,12 +2,14 @@
 `Pipeline.process` the worker runs (design.md, "replay output" contract).
 
 Writes ``events.jsonl`` (one line per input record, in input order),
-``sessions.jsonl`` (one line per session at end of input) and ``alerts.jsonl``
-(the alerts exactly as they would be published).
+``sessions.jsonl`` (one line per session when it closes, or at end of input) and
+``alerts.jsonl`` (the alerts exactly as they would be published).
 
-Sessions: until the sessionizer lands, an event's session is its ``session_id``
-field (HDFS block ids, producer-given ids); a session's score is the maximum of
-its events' scores and it alerts when any of its events alerted.
+Sessions come from :class:`detection.sessions.Sessionizer` (key: ``session_id``,
+else user+host, src_ip, host; inactivity gap on event time) and are scored at
+close by :class:`detection.session_score.SessionScorer` (prequential: against past
+closed sessions only); ``alert`` is ``score >= pipeline.threshold`` outside the
+session warm-up, and each alerting session adds a ``session_anomaly`` alert.
 """
 
 from __future__ import annotations
@@ -19,18 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detection.session_score import SessionScorer, session_alert
+from detection.sessions import Session, Sessionizer
 from streams.adapters import Record, read_records
 from streams.console import Progress
 from streams.pipeline import Accepted, Pipeline, Rejected
-from streams.runtime import build_pipeline, build_store
+from streams.runtime import build_pipeline, build_sessions, build_store
 from streams.settings import Settings
-
-
-@dataclass
-class SessionAcc:
-    events: int = 0
-    score: float = 0.0
-    alert: bool = False
 
 
 @dataclass
@@ -40,6 +37,7 @@ class ReplaySummary:
     errors: int = 0
     alerts: int = 0
     sessions: int = 0
+    session_alerts: int = 0
     seconds: float = 0.0
     by_error: dict[str, int] = field(default_factory=dict)
 
@@ -63,21 +61,50 @@ def _line(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
+def _close_sessions(closed: list[Session], scorer: SessionScorer, pipeline: Pipeline, s_out: Any, al_out: Any,
+                    summary: ReplaySummary) -> None:
+    """Score closed sessions in closing order (each before it is learned) and write them."""
+    for sess in closed:
+        res = scorer.process(sess)
+        alert = (not res.warmup) and res.score >= pipeline.threshold
+        s_out.write(_line({"session_id": sess.session_id, "score": round(res.score, 3), "alert": alert,
+                           "events": sess.events}))
+        summary.sessions += 1
+        if alert:
+            al_out.write(_line(session_alert(sess, res, model_version=pipeline.model_version, texts=scorer.texts)))
+            summary.alerts += 1
+            summary.session_alerts += 1
+
+
 def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path, *, batch_size: int = 2000,
-                   progress: Progress | None = None) -> ReplaySummary:
-    """Score ``records`` in order and write the three contract files under ``out_dir``."""
+                   progress: Progress | None = None, sessionizer: Sessionizer | None = None,
+                   session_scorer: SessionScorer | None = None) -> ReplaySummary:
+    """Score ``records`` in order and write the three contract files under ``out_dir``.
+
+    ``sessionizer``/``session_scorer`` default to fresh ones with default parameters.
+    """
     import time
 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = ReplaySummary()
-    sessions: dict[str, SessionAcc] = {}
+    sessionizer = sessionizer or Sessionizer()
+    scorer = session_scorer or SessionScorer(pipeline.encoder.dim)
     started = time.perf_counter()
     with open(out_dir / "events.jsonl", "w", encoding="utf-8") as ev_out, \
-            open(out_dir / "alerts.jsonl", "w", encoding="utf-8") as al_out:
+            open(out_dir / "alerts.jsonl", "w", encoding="utf-8") as al_out, \
+            open(out_dir / "sessions.jsonl", "w", encoding="utf-8") as s_out:
         for batch in _batches(records, batch_size):
             valid = [r for r in batch if r.value is not None]
             outcome = pipeline.process([r.value for r in valid if r.value is not None])
             by_pos = {id(valid[res.index]): res for res in outcome.results}
+            acc = [r for r in outcome.results if isinstance(r, Accepted) and r.event is not None and r.row >= 0]
+            obs = None
+            if acc and outcome.vectors is not None:
+                obs = sessionizer.observe([r.event for r in acc if r.event is not None],
+                                          outcome.vectors[[r.row for r in acc]],
+                                          [r.template_id or "" for r in acc], [r.template or "" for r in acc],
+                                          [r.score for r in acc])
+            session_of = {id(r): sid for r, sid in zip(acc, obs.session_ids)} if obs is not None else {}
             for rec in batch:
                 summary.records += 1
                 res = by_pos.get(id(rec))
@@ -92,23 +119,16 @@ def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path,
                 else:
                     assert isinstance(res, Accepted)
                     summary.events += 1
-                    ev_out.write(_line({"event_id": res.event_id, "session_id": res.session_id,
+                    ev_out.write(_line({"event_id": res.event_id, "session_id": session_of.get(id(res)),
                                         "score": round(res.score, 3), "alert": res.alert}))
-                    if res.session_id is not None:
-                        acc = sessions.setdefault(res.session_id, SessionAcc())
-                        acc.events += 1
-                        acc.score = max(acc.score, res.score)
-                        acc.alert = acc.alert or res.alert
             for alert in outcome.alerts:
                 al_out.write(_line(alert))
             summary.alerts += len(outcome.alerts)
+            if obs is not None:
+                _close_sessions(obs.closed, scorer, pipeline, s_out, al_out, summary)
             if progress is not None:
                 progress.advance(len(batch), alerts=summary.alerts)
-    with open(out_dir / "sessions.jsonl", "w", encoding="utf-8") as s_out:
-        for sid, acc in sessions.items():
-            s_out.write(_line({"session_id": sid, "score": round(acc.score, 3), "alert": acc.alert,
-                               "events": acc.events}))
-    summary.sessions = len(sessions)
+        _close_sessions(sessionizer.flush(), scorer, pipeline, s_out, al_out, summary)
     summary.seconds = time.perf_counter() - started
     if progress is not None:
         progress.close(alerts=summary.alerts)
@@ -123,8 +143,10 @@ def run_replay(path: Path, fmt: str, out_dir: Path, settings: Settings, *, keep_
         store = build_store(settings.model_copy(update={"qdrant_url": ""}), data_dir=root)
         try:
             pipeline = build_pipeline(settings, store)
+            sessionizer, scorer = build_sessions(settings, pipeline.encoder.dim)
             progress = Progress(f"replay {path.name}")
             return replay_records(read_records(path, fmt, year=year), pipeline, out_dir,
-                                  batch_size=settings.batch_size, progress=progress)
+                                  batch_size=settings.batch_size, progress=progress,
+                                  sessionizer=sessionizer, session_scorer=scorer)
         finally:
             store.close()

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 
 from detection.detector import NoveltyDetector
+from detection.session_score import SessionScorer
+from detection.sessions import Sessionizer
 from encoders.hybrid import build_default_encoder
 from streams.pipeline import Pipeline
 from streams.settings import Settings
@@ -48,3 +50,11 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         max_message_bytes=settings.max_message_bytes,
         neighbours_in_alert=settings.neighbours_in_alert,
     )
+
+
+def build_sessions(settings: Settings, dim: int) -> tuple[Sessionizer, SessionScorer]:
+    """Sessionizer and session scorer with the configured parameters."""
+    sessionizer = Sessionizer(gap_s=settings.session_gap_s, max_events=settings.session_max_events,
+                              max_duration_s=settings.session_max_duration_s)
+    scorer = SessionScorer(dim, k=settings.session_knn_k, warmup=settings.session_warmup)
+    return sessionizer, scorer

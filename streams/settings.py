@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     novelty_scale: float = Field(default=0.10, gt=0, le=2)  # cosine distance that counts as fully novel
     tail_decades: float = Field(default=2.0, gt=0, le=6)  # score 100 = rarer than 1 in 10**decades
 
+    # Sessions (replay; the worker's Faust-table sessions are still to come).
+    session_gap_s: float = Field(default=1800.0, gt=0)  # inactivity gap on event time
+    session_max_events: int = Field(default=10_000, ge=1)
+    session_max_duration_s: float = Field(default=86_400.0, gt=0)
+    session_knn_k: int = Field(default=50, ge=1)
+    session_warmup: int = Field(default=50, ge=0)  # closed sessions before session alerts
+
     # Worker.
     batch_size: int = Field(default=2000, ge=1)
     batch_within_s: float = Field(default=0.05, gt=0)

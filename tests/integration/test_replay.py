@@ -31,10 +31,11 @@ def test_replay_openssh_writes_the_contract(tmp_path: Path) -> None:
         assert set(e) == {"event_id", "session_id", "score", "alert"}
         assert 0.0 <= e["score"] <= 100.0 and isinstance(e["alert"], bool)
     alerts = _lines(out / "alerts.jsonl")
-    assert alerts and len(alerts) == sum(e["alert"] for e in events)
+    event_alerts = [a for a in alerts if a["kind"] == "event_anomaly"]
+    assert event_alerts and len(event_alerts) == sum(e["alert"] for e in events)
     for a in alerts:
         validate_alert(a)
-    assert {a["evidence"]["event_ids"][0] for a in alerts} <= {e["event_id"] for e in events}
+    assert {a["evidence"]["event_ids"][0] for a in event_alerts} <= {e["event_id"] for e in events}
     assert (out / "sessions.jsonl").exists()
     for s in _lines(out / "sessions.jsonl"):
         assert set(s) == {"session_id", "score", "alert", "events"} and s["events"] >= 1
@@ -59,3 +60,34 @@ def test_replay_records_bad_lines_as_errors(tmp_path: Path) -> None:
     assert events[3]["error"].startswith("not_utf8")
     sessions = _lines(out / "sessions.jsonl")
     assert sessions == [{"session_id": "s1", "score": sessions[0]["score"], "alert": False, "events": 2}]
+
+
+HDFS = DATA / "hdfs" / "hdfs_events_2percent.parquet"
+
+
+@pytest.mark.skipif(not HDFS.exists(), reason=f"HDFS sample not found at {HDFS} (needs ../shared/data)")
+def test_replay_hdfs_subset_sessions_and_session_alerts(tmp_path: Path) -> None:
+    from bench.eval_hdfs import load_records
+    from streams.replay import replay_records
+    from streams.runtime import build_pipeline
+    from streams.settings import Settings
+
+    recs, ordered = load_records(HDFS, limit_sessions=400)
+    assert ordered
+    out = tmp_path / "r"
+    summary = replay_records(iter(recs), build_pipeline(Settings(), store=None), out, batch_size=500)
+    events = _lines(out / "events.jsonl")
+    sessions = _lines(out / "sessions.jsonl")
+    assert len(events) == len(recs) and summary.sessions == len(sessions)
+    for s in sessions:
+        assert set(s) == {"session_id", "score", "alert", "events"} and s["events"] >= 1
+        assert 0.0 <= s["score"] <= 100.0
+    assert sum(s["events"] for s in sessions) == len(events)
+    assert {e["session_id"] for e in events} == {s["session_id"] for s in sessions}
+    assert {s["session_id"].split("#")[0] for s in sessions} <= {json.loads(r.value)["session_id"] for r in recs}
+    session_alerts = [a for a in _lines(out / "alerts.jsonl") if a["kind"] == "session_anomaly"]
+    assert session_alerts and len(session_alerts) == sum(s["alert"] for s in sessions)
+    for a in session_alerts:
+        validate_alert(a)
+        assert a["evidence"]["session_id"] and 1 <= len(a["evidence"]["event_ids"]) <= 20
+        assert a["explanation"]["top_terms"] and set(a["explanation"]["components"]) == {"events", "templates"}

@@ -47,6 +47,19 @@ MALFORMED: dict[bytes, str] = {
 }
 
 
+# Unmistakable valid events appended after the sshd sample: a process and a port this
+# stream has never had, on a source it has never seen. They must alert.
+INJECTED = [
+    json.dumps({"event_id": f"inj-{i}", "time": f"2026-12-10T12:00:0{i}Z", "source": "sysmon",
+                "event_type": "process_start", "host": "ws-07", "user": "mallory",
+                "process": f"C:\\Tools\\{name}", "dst_port": 4444,
+                "message": f"Process Create: Image: C:\\Tools\\{name} CommandLine: {name} {args}"}).encode()
+    for i, (name, args) in enumerate([("mimikatz.exe", "sekurlsa::logonpasswords"),
+                                      ("procdump.exe", "-ma lsass.exe out.dmp")])
+]
+INJECTED_IDS = {f"inj-{i}" for i in range(len(INJECTED))}
+
+
 def _metric(port: int, name: str, labels: str) -> float:
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
@@ -62,7 +75,9 @@ class WorkerProc:
         env = {**os.environ, "SECSTREAM_KAFKA_BOOTSTRAP": bootstrap, "SECSTREAM_DATA_DIR": str(data_dir),
                "SECSTREAM_PRINT_ALERTS": "false", "SECSTREAM_METRICS_PORT": str(self.port),
                "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning",
-               "SECSTREAM_TOPIC_PARTITIONS": "2", "HF_HUB_OFFLINE": "1"}
+               # one partition: the worker consumes in input order, so the injected events
+               # come after the warm-up whatever their key
+               "SECSTREAM_TOPIC_PARTITIONS": "1", "HF_HUB_OFFLINE": "1"}
         self.log = open(log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -127,12 +142,12 @@ def _points(data_dir: Path) -> int:
 def test_worker_end_to_end(tmp_path: Path) -> None:
     valid = [r.value for r in read_records(OPENSSH, "sshd") if r.value is not None]
     assert len(valid) == 2000
-    distinct_ids = {decode_event(v).event_id for v in valid}
+    distinct_ids = {decode_event(v).event_id for v in valid + INJECTED}
     for raw, reason in MALFORMED.items():
         with pytest.raises(InvalidEvent) as err:
             decode_event(raw)
         assert err.value.reason == reason
-    messages = valid[:1000] + list(MALFORMED) + valid[1000:]
+    messages = valid[:1000] + list(MALFORMED) + valid[1000:] + INJECTED
     data_dir = tmp_path / "data"
 
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
@@ -152,6 +167,8 @@ def test_worker_end_to_end(tmp_path: Path) -> None:
             assert alert["explanation"]["neighbours"], "alert without neighbours"
             assert abs(sum(alert["explanation"]["components"].values()) - 1.0) < 1e-3
         assert len({a["alert_id"] for a in alerts}) == len(alerts)
+        alerted = {a["evidence"]["event_ids"][0] for a in alerts}
+        assert INJECTED_IDS <= alerted, f"injected attack events not alerted: {INJECTED_IDS - alerted}"
 
         dlq = [json.loads(v) for _, v in asyncio.run(_drain(broker.bootstrap, "secstream.events.dlq"))]
         assert len(dlq) == len(MALFORMED)
@@ -165,8 +182,8 @@ def test_worker_end_to_end(tmp_path: Path) -> None:
         # the same events again, through a restarted worker: no new points
         worker = WorkerProc(broker.bootstrap, data_dir, tmp_path / "worker2.log")
         try:
-            asyncio.run(produce_values(broker.bootstrap, "secstream.events", valid))
-            worker.wait_processed(len(valid))
+            asyncio.run(produce_values(broker.bootstrap, "secstream.events", valid + INJECTED))
+            worker.wait_processed(len(valid) + len(INJECTED))
         finally:
             assert worker.stop() == 0
         assert _points(data_dir) == len(distinct_ids)

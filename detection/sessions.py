@@ -1,0 +1,257 @@
+"""Sessionizer: events → sessions on event time. Pure (numpy + stdlib).
+
+Key of an event: the first of ``keys`` it has — ``session_id`` (producer-given),
+``user+host``, ``src_ip``, ``host``, ``user`` or ``regex`` (first match of
+``pattern`` in the message, e.g. HDFS ``blk_-?\\d+``). An event with none of them
+is not sessionized (its session id is ``None``).
+
+A session closes when its key is inactive for ``gap_s`` seconds of *event* time
+(so ``replay`` and the live stream agree), when it reaches ``max_events`` or
+``max_duration_s``, and at :meth:`Sessionizer.flush` (end of input). Gap
+eviction runs once per :meth:`observe` call against the batch's watermark (the
+latest event time seen), so memory is bounded by the sessions active within one
+gap, at O(open sessions) per batch, never per event.
+
+Each open session accumulates its count, start/end, entity, the recency-weighted
+mean of its event vectors (``S ← decay·S + v`` per event, ``decay = 0.5 ** (1 /
+half_life)``: the latest event weighs most), a bag of template ids, the bounded
+template sequence (for transitions), the first event ids and the max event score.
+
+Session ids: the first segment of a key is the key itself (``session_id`` as
+given, else ``"src_ip:10.0.0.1"`` …); a key that reopens after closing gets
+``"<key>#<n>"`` (``n`` remembered for the last ``max_closed_keys`` keys).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+KEY_KINDS: tuple[str, ...] = ("session_id", "user+host", "src_ip", "host", "user", "regex")
+_ENTITY_TYPE = {"session_id": "session", "user+host": "user", "src_ip": "src_ip", "host": "host", "user": "user",
+                "regex": "session"}
+
+
+def event_time(value: Any) -> float:
+    """Epoch seconds of an event ``time`` (RFC 3339 string or epoch milliseconds)."""
+    if isinstance(value, (int, float)):
+        return float(value) / 1000.0
+    text = str(value)
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def iso_time(seconds: float) -> str:
+    """RFC 3339 UTC string (``...Z``) of epoch seconds."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Session:
+    """An open or closed session (plain data; ``vec`` is the decayed sum, unnormalized)."""
+
+    session_id: str
+    key: str
+    entity: tuple[str, str]
+    start: float
+    end: float
+    events: int = 0
+    vec: np.ndarray | None = None
+    bag: Counter[str] = field(default_factory=Counter)
+    sequence: list[str] = field(default_factory=list)
+    templates: dict[str, str] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
+    max_event_score: float = 0.0
+    reason: str = ""  # why it closed: gap, max_events, max_duration, flush
+
+    @property
+    def vector(self) -> np.ndarray:
+        """Unit recency-weighted mean of the event vectors (zeros when none)."""
+        if self.vec is None:
+            return np.zeros(0, dtype=np.float32)
+        n = float(np.linalg.norm(self.vec))
+        return (self.vec / n).astype(np.float32) if n > 1e-12 else self.vec.astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "key": self.key, "entity": list(self.entity), "start": self.start,
+                "end": self.end, "events": self.events,
+                "vec": None if self.vec is None else [float(x) for x in self.vec],
+                "bag": dict(self.bag), "sequence": list(self.sequence), "templates": dict(self.templates),
+                "event_ids": list(self.event_ids), "max_event_score": self.max_event_score, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Session:
+        vec = None if d["vec"] is None else np.asarray(d["vec"], dtype=np.float64)
+        return cls(session_id=str(d["session_id"]), key=str(d["key"]), entity=(str(d["entity"][0]), str(d["entity"][1])),
+                   start=float(d["start"]), end=float(d["end"]), events=int(d["events"]), vec=vec,
+                   bag=Counter({str(k): int(v) for k, v in d["bag"].items()}), sequence=[str(x) for x in d["sequence"]],
+                   templates={str(k): str(v) for k, v in d["templates"].items()},
+                   event_ids=[str(x) for x in d["event_ids"]], max_event_score=float(d["max_event_score"]),
+                   reason=str(d["reason"]))
+
+
+@dataclass
+class Observation:
+    """Result of :meth:`Sessionizer.observe`: per-event session ids and the sessions that closed."""
+
+    session_ids: list[str | None]
+    closed: list[Session]
+
+
+class Sessionizer:
+    """Groups events into sessions by key and inactivity gap on event time; see the module docstring."""
+
+    def __init__(self, *, keys: Sequence[str] = ("session_id", "user+host", "src_ip", "host"),
+                 pattern: str | None = None, gap_s: float = 1800.0, max_events: int = 10_000,
+                 max_duration_s: float = 86_400.0, half_life: float = 20.0, max_sequence: int = 512,
+                 max_event_ids: int = 20, max_closed_keys: int = 100_000) -> None:
+        bad = [k for k in keys if k not in KEY_KINDS]
+        if bad or not keys:
+            raise ValueError(f"unknown session key kinds {bad or keys}; valid: {', '.join(KEY_KINDS)}")
+        if "regex" in keys and not pattern:
+            raise ValueError("key kind 'regex' needs a pattern, e.g. r'blk_-?\\d+'")
+        if gap_s <= 0 or max_events < 1 or max_duration_s <= 0 or half_life <= 0:
+            raise ValueError("gap_s, max_events, max_duration_s and half_life must be > 0")
+        self.keys = tuple(keys)
+        self.pattern = re.compile(pattern) if pattern else None
+        self.gap_s = float(gap_s)
+        self.max_events = int(max_events)
+        self.max_duration_s = float(max_duration_s)
+        self.decay = 0.5 ** (1.0 / half_life)
+        self.max_sequence = int(max_sequence)
+        self.max_event_ids = int(max_event_ids)
+        self.max_closed_keys = int(max_closed_keys)
+        self.watermark = float("-inf")
+        self._open: dict[str, Session] = {}  # by key
+        self._segments: OrderedDict[str, int] = OrderedDict()  # key → segments opened (bounded)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def key_of(self, event: Mapping[str, Any]) -> tuple[str, tuple[str, str]] | None:
+        """``(key, entity)`` of an event under the configured key kinds, or ``None``."""
+        for kind in self.keys:
+            value: str | None = None
+            if kind == "session_id":
+                value = event.get("session_id") or None
+            elif kind == "user+host":
+                if event.get("user") and event.get("host"):
+                    value = f"{event['user']}@{event['host']}"
+            elif kind == "regex":
+                assert self.pattern is not None
+                m = self.pattern.search(str(event.get("message", "")))
+                value = m[0] if m else None
+            else:
+                value = event.get(kind) or None
+            if value:
+                key = str(value) if kind in ("session_id", "regex") else f"{kind}:{value}"
+                return key, (_ENTITY_TYPE[kind], str(value))
+        return None
+
+    def observe(self, events: Sequence[Mapping[str, Any]], vectors: np.ndarray, template_ids: Sequence[str],
+                templates: Sequence[str] | None = None, scores: Sequence[float] | None = None) -> Observation:
+        """Add a batch of events (in stream order) and return what closed.
+
+        ``vectors`` has one row per event; ``templates`` (texts) and ``scores``
+        (event scores) are optional. Closed sessions come in closing order: those a
+        key's next event closed (gap/limits), then those the batch's watermark
+        evicted (oldest end first).
+        """
+        ids: list[str | None] = []
+        closed: list[Session] = []
+        for i, ev in enumerate(events):
+            found = self.key_of(ev)
+            if found is None:
+                ids.append(None)
+                continue
+            key, entity = found
+            t = event_time(ev["time"])
+            self.watermark = max(self.watermark, t)
+            sess = self._open.get(key)
+            if sess is not None and (t - sess.end > self.gap_s or t - sess.start > self.max_duration_s):
+                sess.reason = "gap" if t - sess.end > self.gap_s else "max_duration"
+                closed.append(self._close(key))
+                sess = None
+            if sess is None:
+                sess = self._start(key, entity, t)
+            self._add(sess, ev, vectors[i], template_ids[i], templates[i] if templates is not None else "",
+                      float(scores[i]) if scores is not None else 0.0, t)
+            ids.append(sess.session_id)
+            if sess.events >= self.max_events:
+                sess.reason = "max_events"
+                closed.append(self._close(key))
+        closed.extend(self.evict(self.watermark))
+        return Observation(ids, closed)
+
+    def evict(self, now: float) -> list[Session]:
+        """Close the sessions idle for more than the gap (or too long) at event time ``now``."""
+        stale = [k for k, s in self._open.items()
+                 if now - s.end > self.gap_s or now - s.start > self.max_duration_s]
+        stale.sort(key=lambda k: (self._open[k].end, k))
+        out = []
+        for k in stale:
+            s = self._open[k]
+            s.reason = "gap" if now - s.end > self.gap_s else "max_duration"
+            out.append(self._close(k))
+        return out
+
+    def flush(self) -> list[Session]:
+        """Close every open session (end of input), oldest end first."""
+        keys = sorted(self._open, key=lambda k: (self._open[k].end, k))
+        out = []
+        for k in keys:
+            self._open[k].reason = "flush"
+            out.append(self._close(k))
+        return out
+
+    def _start(self, key: str, entity: tuple[str, str], t: float) -> Session:
+        n = self._segments.pop(key, 0) + 1
+        self._segments[key] = n
+        while len(self._segments) > self.max_closed_keys:
+            self._segments.popitem(last=False)
+        sess = Session(session_id=key if n == 1 else f"{key}#{n}", key=key, entity=entity, start=t, end=t)
+        self._open[key] = sess
+        return sess
+
+    def _add(self, s: Session, ev: Mapping[str, Any], vec: np.ndarray, tid: str, text: str, score: float,
+             t: float) -> None:
+        v = np.asarray(vec, dtype=np.float64)
+        s.vec = v.copy() if s.vec is None else s.vec * self.decay + v
+        s.events += 1
+        s.start, s.end = min(s.start, t), max(s.end, t)
+        s.bag[tid] += 1
+        if tid not in s.templates:
+            s.templates[tid] = text
+        if len(s.sequence) < self.max_sequence:
+            s.sequence.append(tid)
+        if len(s.event_ids) < self.max_event_ids and ev.get("event_id"):
+            s.event_ids.append(str(ev["event_id"]))
+        s.max_event_score = max(s.max_event_score, score)
+
+    def _close(self, key: str) -> Session:
+        return self._open.pop(key)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain-data state (JSON-serializable)."""
+        return {"watermark": self.watermark if self.watermark != float("-inf") else None,
+                "open": [s.to_dict() for s in self._open.values()],
+                "segments": [[k, n] for k, n in self._segments.items()]}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        wm = state.get("watermark")
+        self.watermark = float("-inf") if wm is None else float(wm)
+        self._open = {}
+        for d in state["open"]:
+            s = Session.from_dict(d)
+            self._open[s.key] = s
+        self._segments = OrderedDict((str(k), int(n)) for k, n in state["segments"])

@@ -1,0 +1,137 @@
+"""Sessionizer and session scorer (pure): gap on event time, limits, flush, keys,
+bounded memory, recency weighting, prequential scoring, snapshot/restore, robustness."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from detection.session_score import SessionScorer, session_alert
+from detection.sessions import Session, Sessionizer
+from schemas.models import validate_alert
+
+
+def _ev(t: float, **kw: object) -> dict:
+    return {"time": int(t * 1000), "message": kw.pop("message", "m"), "event_id": f"e{t}", **kw}
+
+
+def _obs(sz: Sessionizer, events: list[dict], tids: list[str] | None = None, dim: int = 4):
+    vecs = np.zeros((len(events), dim), dtype=np.float32)
+    vecs[:, 0] = 1.0
+    return sz.observe(events, vecs, tids or ["t"] * len(events))
+
+
+def test_gap_closes_on_event_time_not_wall_time() -> None:
+    sz = Sessionizer(gap_s=60)
+    assert _obs(sz, [_ev(0, session_id="a"), _ev(30, session_id="a")]).closed == []
+    time.sleep(0.01)
+    assert len(sz) == 1
+    obs = _obs(sz, [_ev(200, session_id="a")])
+    assert [s.session_id for s in obs.closed] == ["a"] and obs.closed[0].events == 2
+    assert obs.closed[0].reason == "gap" and obs.session_ids == ["a#2"]
+
+
+def test_watermark_evicts_idle_sessions_in_batches() -> None:
+    sz = Sessionizer(gap_s=60)
+    _obs(sz, [_ev(i * 0.5, session_id=f"s{i}") for i in range(100)])
+    assert len(sz) == 100
+    obs = _obs(sz, [_ev(1000, session_id="late")])
+    assert len(obs.closed) == 100 and len(sz) == 1
+    assert [s.end for s in obs.closed] == sorted(s.end for s in obs.closed)
+
+
+def test_limits_and_flush() -> None:
+    sz = Sessionizer(max_events=3, max_duration_s=100)
+    obs = _obs(sz, [_ev(i, session_id="a") for i in range(4)])
+    assert [(s.session_id, s.events, s.reason) for s in obs.closed] == [("a", 3, "max_events")]
+    obs = _obs(sz, [_ev(150, session_id="b"), _ev(160, session_id="b"), _ev(260, session_id="b")])
+    assert ("b", 2, "max_duration") in [(s.session_id, s.events, s.reason) for s in obs.closed]
+    rest = sz.flush()
+    assert {s.reason for s in rest} == {"flush"} and len(sz) == 0
+
+
+def test_key_fallbacks() -> None:
+    sz = Sessionizer(keys=("session_id", "user+host", "src_ip", "regex"), pattern=r"blk_-?\d+")
+    ids = _obs(sz, [_ev(0, session_id="x"), _ev(1, user="u", host="h"), _ev(2, src_ip="10.0.0.1"),
+                    _ev(3, message="Receiving blk_-42 from"), _ev(4)]).session_ids
+    assert ids == ["x", "user+host:u@h", "src_ip:10.0.0.1", "blk_-42", None]
+    ents = {s.session_id: s.entity for s in sz.flush()}
+    assert ents["src_ip:10.0.0.1"] == ("src_ip", "10.0.0.1") and ents["blk_-42"] == ("session", "blk_-42")
+    with pytest.raises(ValueError, match="valid"):
+        Sessionizer(keys=("nope",))
+
+
+def test_recency_weighting_favours_later_events() -> None:
+    sz = Sessionizer(half_life=2.0)
+    vecs = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.float32)
+    sz.observe([_ev(i, session_id="a") for i in range(4)], vecs, ["t"] * 4)
+    v = sz.flush()[0].vector
+    assert v[1] > v[0] > 0 and abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
+
+
+def test_snapshot_restore_round_trip() -> None:
+    sz = Sessionizer(gap_s=60)
+    _obs(sz, [_ev(0, session_id="a"), _ev(1, src_ip="10.0.0.2")], ["t1", "t2"])
+    state = json.loads(json.dumps(sz.snapshot()))
+    other = Sessionizer(gap_s=60)
+    other.restore(state)
+    a = {s.session_id: s.to_dict() for s in sz.flush()}
+    b = {s.session_id: s.to_dict() for s in other.flush()}
+    assert a == b and set(a) == {"a", "src_ip:10.0.0.2"}
+
+
+def _session(sid: str, tids: list[str], dim: int = 8, t: float = 0.0) -> Session:
+    rng = np.random.default_rng(abs(hash(tuple(tids))) % 2**32)
+    vec = np.zeros(dim)
+    vec[hash(tids[0]) % dim] = 1.0
+    vec += 0.01 * rng.standard_normal(dim)
+    s = Session(session_id=sid, key=sid, entity=("session", sid), start=t, end=t + len(tids), events=len(tids),
+                vec=vec, event_ids=[f"{sid}-{i}" for i in range(len(tids))])
+    for tid in tids:
+        s.bag[tid] += 1
+        s.sequence.append(tid)
+        s.templates[tid] = f"template {tid}"
+    return s
+
+
+def test_scoring_is_prequential() -> None:
+    sc = SessionScorer(8, k=3, bag_dim=32, warmup=0)
+    s = _session("a", ["x", "y"])
+    first = sc.score(s)
+    assert sc.score(s).score == first.score and sc.seen == 0  # score changes nothing
+    assert sc.process(s).score == first.score and sc.seen == 1  # scored before it is learned
+    assert sc.score(s).knn_raw < first.knn_raw  # the next one sees it
+
+
+def test_rare_pattern_scores_above_common_even_when_repeated() -> None:
+    sc = SessionScorer(8, k=20, bag_dim=64, warmup=20)
+    rng = np.random.default_rng(0)
+    normal = [["a", "b", "c", "d"], ["a", "b", "c", "c", "d"], ["a", "b", "d"]]
+    rare_scores, normal_scores = [], []
+    for i in range(600):
+        if i % 100 == 50:  # the rare pattern recurs 6 times
+            rare_scores.append(sc.process(_session(f"r{i}", ["a", "e", "f"])).score)
+        else:
+            normal_scores.append(sc.process(_session(f"n{i}", normal[int(rng.integers(3))])).score)
+    assert min(rare_scores) > np.percentile(normal_scores[100:], 99)
+    # the tail score is bounded by the history it can show: from the 3rd occurrence on it alerts
+    assert min(rare_scores[2:]) >= 90.0
+
+
+def test_snapshot_restore_scorer_and_alert_is_valid() -> None:
+    sc = SessionScorer(8, k=3, bag_dim=32, warmup=0)
+    for i in range(30):
+        sc.process(_session(f"n{i}", ["a", "b"]))
+    other = SessionScorer(8, k=3, bag_dim=32, warmup=0)
+    other.restore(sc.snapshot())
+    odd = _session("odd", ["a", "z", "z"])
+    r1, r2 = sc.score(odd), other.score(odd)
+    assert r1.score == r2.score and r1.score > 0
+    alert = session_alert(odd, r1, model_version="test")
+    validate_alert(alert)
+    assert alert["kind"] == "session_anomaly" and alert["evidence"]["session_id"] == "odd"
+    assert alert["explanation"]["template_id"] == "z" and alert["explanation"]["neighbours"]
+    assert alert == session_alert(odd, r2, model_version="test")  # deterministic
