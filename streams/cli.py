@@ -22,7 +22,7 @@ from pydantic import ValidationError  # noqa: E402
 from schemas.errors import SecstreamError  # noqa: E402
 
 FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
-BENCHES = ("encode", "eval-hdfs", "store", "quantization")
+BENCHES = ("encode", "eval-hdfs", "sample", "store", "quantization")
 TRAINABLE = ("categorical",)
 log = logging.getLogger("secstream")
 
@@ -185,6 +185,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from bench.eval_hdfs import main as eval_main
 
         return eval_main(args.rest)
+    if args.what == "sample":
+        from bench.sample_scenarios import main as sample_main
+
+        return sample_main(args.rest)
     if args.what == "quantization":
         from bench.quantization import main as quant_main
 
