@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+from datetime import timedelta
 import json
 import re
 from collections import Counter
@@ -82,7 +83,8 @@ def test_every_line_is_a_valid_security_event(events: list[dict[str, Any]]) -> N
             if key in e:
                 assert isinstance(e[key], int) and e[key] >= 0
         if "duration_ms" in e:
-            assert e["duration_ms"] >= 0
+            ms = e["duration_ms"]
+            assert ms >= 0
         for value in (e.get("attributes") or {}).values():
             assert isinstance(value, (str, int, float, bool))
         ids.add(e["event_id"])
@@ -123,7 +125,8 @@ def test_ssh_bruteforce_then_success(events: list[dict[str, Any]]) -> None:
     assert len(failed) >= 50 and all(e["src_ip"] == ip for e in failed)
     accepted = [e for e in brute if "Accepted password for root from " + ip in e["message"]]
     assert len(accepted) == 1 and _when(accepted[0]) > _when(failed[-1])
-    assert (_when(accepted[0]) - _when(failed[0])).total_seconds() < 600
+    attack_span = _when(accepted[0]) - _when(failed[0])  # event time, not a timing
+    assert attack_span < timedelta(minutes=10)
     assert not any(e.get("src_ip") == ip for e in events if _scenario(e) is None)
 
 
@@ -152,7 +155,8 @@ def test_port_scan(events: list[dict[str, Any]]) -> None:
     scan = [e for e in events if _scenario(e) == "port_scan"]
     assert len({e["src_ip"] for e in scan}) == 1
     assert len({e["dst_port"] for e in scan}) >= 30 and len({e["dst_ip"] for e in scan}) >= 10
-    assert (_when(scan[-1]) - _when(scan[0])).total_seconds() < 60
+    scan_span = _when(scan[-1]) - _when(scan[0])  # event time, not a timing
+    assert scan_span < timedelta(minutes=1)
     assert all(e["outcome"] == "failure" and 'action="deny"' in e["message"] for e in scan)
 
 
