@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
-from datetime import timedelta
 import json
 import re
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
