@@ -202,6 +202,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_main([args.what, *args.rest])
 
 
+def cmd_tune_weights(args: argparse.Namespace) -> int:
+    from bench.tune_weights import main as tune_main
+
+    return tune_main(args.rest)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings()
     masked = settings.masked()
@@ -262,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("what", choices=TRAINABLE)
     tr.add_argument("rest", nargs=argparse.REMAINDER, help="DATA [--format F] --out DIR [--epochs N] ...")
     tr.set_defaults(func=cmd_train)
+
+    tw = sub.add_parser("tune-weights", help="rank hybrid weight sets on labelled sessions (grid, then refine)")
+    tw.add_argument("rest", nargs=argparse.REMAINDER,
+                    help="[DATA] [--labels PATH] [--holdout F] [--limit-sessions N] [--json] ...")
+    tw.set_defaults(func=cmd_tune_weights)
 
     cf = sub.add_parser("config", help="print the effective settings (secrets masked)")
     cf.add_argument("--json", action="store_true")
