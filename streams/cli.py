@@ -264,12 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark")
     be.set_defaults(func=cmd_bench)
 
-    tr = sub.add_parser("train", help="train models: " + ", ".join(TRAINABLE))
+    tr = sub.add_parser("train", add_help=False, help="train models: " + ", ".join(TRAINABLE))
     tr.add_argument("what", choices=TRAINABLE)
     tr.add_argument("rest", nargs=argparse.REMAINDER, help="DATA [--format F] --out DIR [--epochs N] ...")
     tr.set_defaults(func=cmd_train)
 
-    tw = sub.add_parser("tune-weights", help="rank hybrid weight sets on labelled sessions (grid, then refine)")
+    tw = sub.add_parser("tune-weights", add_help=False, help="rank hybrid weight sets on labelled sessions (grid, then refine)")
     tw.add_argument("rest", nargs=argparse.REMAINDER,
                     help="[DATA] [--labels PATH] [--holdout F] [--limit-sessions N] [--json] ...")
     tw.set_defaults(func=cmd_tune_weights)
@@ -281,7 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["tune-weights"]:  # all its options belong to the tool (argparse REMAINDER
+            from bench.tune_weights import main as tune_main  # cannot start with an option)
+
+            return tune_main(argv[1:])
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except CliError as exc:
