@@ -13,7 +13,16 @@ anomalies by construction: a recurring bad transition stays improbable as long
 as it is a small share of the transitions out of its state. Calibrated 0–100 by
 its own TailCalibrator.
 
-Score = max of the two calibrated scores. Prequential: :meth:`SessionScorer.process`
+Count invariants (:class:`detection.invariants.InvariantMiner`, ``invariants=True``):
+pairwise count-ratio relations and rare templates mined online over each entity's
+cumulative counts. A session that violates an established invariant scores
+``90 + 10·(1 − e^(−weight/5))`` (at or above the default alert threshold: the
+alert rule is "an invariant broke", not a fixed alert rate). Once the miner has
+established invariants (``gate``), the kNN/transition score is scaled into
+[0, 89] so it ranks the remaining sessions without alerting on its own; before
+that (short streams, streams without count structure) it is used as is.
+
+Score = max of the calibrated scores. Prequential: :meth:`SessionScorer.process`
 scores a session, then learns it. Optional robust admission (``admit_below``):
 a session joins the kNN baseline only if it scored below that value (measured on
 HDFS: it locks out patterns first seen after warm-up and lowers ROC-AUC; off by default).
@@ -34,6 +43,7 @@ import numpy as np
 from detection.alerts import alert_id, alert_severity
 from detection.calibration import TailCalibrator
 from detection.explain import component_shares
+from detection.invariants import InvariantMiner, InvariantResult
 from detection.novelty import ExemplarBaseline
 from detection.sessions import Session, iso_time
 
@@ -117,6 +127,8 @@ class SessionScore:
     neighbours: list[dict[str, Any]] = field(default_factory=list)
     components: dict[str, float] = field(default_factory=dict)
     rare_templates: list[tuple[str, float]] = field(default_factory=list)  # (template id, −log10 share)
+    invariant_score: float = 0.0
+    invariants: InvariantResult | None = None
 
 
 class SessionScorer:
@@ -125,7 +137,8 @@ class SessionScorer:
     def __init__(self, dim: int, *, k: int = 50, bag_dim: int = 512, bag_weight: float = 0.5,
                  capacity: int = 20_000, merge_at: float = 0.999, scale: float = 0.05, decades: float = 2.0,
                  surprise_scale: float = 4.0, alpha: float = 0.1, warmup: int = 50,
-                 admit_below: float | None = None, neighbours: int = 3) -> None:
+                 admit_below: float | None = None, neighbours: int = 3, invariants: bool = True,
+                 gate: float = 0.89, min_hold: float = 0.95, zero_rate: float = 0.007) -> None:
         if not 0.0 <= bag_weight <= 1.0:
             raise ValueError(f"bag_weight must be in [0, 1], got {bag_weight}")
         self.dim, self.bag_dim, self.bag_weight = dim, bag_dim, bag_weight
@@ -141,6 +154,8 @@ class SessionScorer:
         self.doc_freq: Counter[str] = Counter()  # sessions containing each template
         self.texts: dict[str, str] = {}
         self.seen = 0
+        self.miner = InvariantMiner(min_hold=min_hold, zero_rate=zero_rate) if invariants else None
+        self.gate = gate
 
     def vector(self, session: Session) -> np.ndarray:
         """Unit session vector (float32 ``[dim + bag_dim]``)."""
@@ -169,9 +184,17 @@ class SessionScorer:
         comps = (component_shares(v, np.array(rows), self.parts) if rows else {p: 0.0 for p in self.parts})
         rare = sorted(((t, -math.log10((self.doc_freq.get(t, 0) + 0.5) / (self.seen + 1.0))) for t in session.bag),
                       key=lambda x: -x[1])[:5]
-        return SessionScore(score=round(max(knn_score, s_score), 3), knn_raw=res.raw, knn_score=knn_score,
+        base, inv_score, inv = max(knn_score, s_score), 0.0, None
+        if self.miner is not None:
+            inv = self.miner.score(session.key, session.bag)
+            if inv.violations:
+                inv_score = 90.0 + 10.0 * (1.0 - math.exp(-inv.weight / 5.0))
+            if self.miner.invariants:
+                base *= self.gate
+        return SessionScore(score=round(max(base, inv_score), 3), knn_raw=res.raw, knn_score=knn_score,
                             surprise=surprise, surprise_score=s_score, warmup=self.seen < self.warmup,
-                            worst_transition=worst, neighbours=nbs, components=comps, rare_templates=rare)
+                            worst_transition=worst, neighbours=nbs, components=comps, rare_templates=rare,
+                            invariant_score=inv_score, invariants=inv)
 
     def learn(self, session: Session, result: SessionScore) -> None:
         """Fold a scored session into the state (robust admission applies to the kNN baseline only)."""
@@ -180,6 +203,8 @@ class SessionScorer:
             self.knn_cal.update(np.array([result.knn_raw]))
         self.surprise_cal.update(np.array([min(result.surprise / self.surprise_scale, 2.0)]))
         self.markov.learn(session.sequence)
+        if self.miner is not None:
+            self.miner.learn(session.key, session.bag)
         self.doc_freq.update(session.bag.keys())
         for tid, text in session.templates.items():
             if text and len(self.texts) < 100_000:
@@ -196,7 +221,8 @@ class SessionScorer:
         base = self.baseline.snapshot()
         return {"meta": {"baseline": base["meta"], "knn_cal": self.knn_cal.snapshot(),
                          "surprise_cal": self.surprise_cal.snapshot(), "markov": self.markov.snapshot(),
-                         "doc_freq": dict(self.doc_freq), "texts": dict(self.texts), "seen": self.seen},
+                         "doc_freq": dict(self.doc_freq), "texts": dict(self.texts), "seen": self.seen,
+                         "miner": self.miner.snapshot() if self.miner is not None else None},
                 "arrays": base["arrays"]}
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -208,6 +234,8 @@ class SessionScorer:
         self.doc_freq = Counter({str(k): int(v) for k, v in meta["doc_freq"].items()})
         self.texts = {str(k): str(v) for k, v in meta["texts"].items()}
         self.seen = int(meta["seen"])
+        if self.miner is not None and meta.get("miner") is not None:
+            self.miner.restore(meta["miner"])
 
 
 def session_summary(session: Session, limit: int = 140) -> str:
@@ -229,6 +257,12 @@ def session_alert(session: Session, result: SessionScore, *, model_version: str,
     terms = [{"term": text(t), "weight": round(w, 3)} for t, w in result.rare_templates]
     terms.append({"term": f"transition {text(a) if a != START else 'START'} → {text(b) if b != END else 'END'}",
                   "weight": round(-math.log10(max(p, 1e-12)), 3)})
+    if result.invariants is not None:
+        for ti, tj, (ra, rb), hold in result.invariants.pairs[:3]:
+            terms.append({"term": f"invariant broken: {rb}×count({text(ti)}) = {ra}×count({text(tj)})",
+                          "weight": round(-math.log10(max(1.0 - hold, 1e-6)), 3)})
+        for t, share in result.invariants.rare[:3]:
+            terms.append({"term": f"rare template: {text(t)}", "weight": round(-math.log10(share), 3)})
     rarest = result.rare_templates[0][0] if result.rare_templates else None
     kind, ident = session.entity
     return {

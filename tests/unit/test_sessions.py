@@ -135,3 +135,20 @@ def test_snapshot_restore_scorer_and_alert_is_valid() -> None:
     assert alert["kind"] == "session_anomaly" and alert["evidence"]["session_id"] == "odd"
     assert alert["explanation"]["template_id"] == "z" and alert["explanation"]["neighbours"]
     assert alert == session_alert(odd, r2, model_version="test")  # deterministic
+
+
+def test_broken_count_invariant_alerts_and_survives_restore() -> None:
+    sc = SessionScorer(8, k=10, bag_dim=32, warmup=10)
+    for i in range(200):  # one open, three writes, three acks: learned as invariants, no label
+        sc.process(_session(f"n{i}", ["o", "w", "a", "w", "a", "w", "a"]))
+    assert sc.miner is not None and sc.miner.invariants >= 3
+    normal = sc.score(_session("ok", ["o", "w", "a", "w", "a", "w", "a"]))
+    broken = _session("bad", ["o", "w", "a", "w", "a", "w"])  # an ack is missing
+    res = sc.score(broken)
+    assert normal.score < 90.0 <= res.score and res.invariants is not None and res.invariants.pairs
+    other = SessionScorer(8, k=10, bag_dim=32, warmup=10)
+    other.restore(json.loads(json.dumps(sc.snapshot(), default=lambda a: a.tolist())))
+    assert other.score(broken).invariant_score == res.invariant_score
+    alert = session_alert(broken, res, model_version="test")
+    validate_alert(alert)
+    assert any("invariant broken" in t["term"] for t in alert["explanation"]["top_terms"])
