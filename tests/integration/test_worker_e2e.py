@@ -99,7 +99,7 @@ class WorkerProc:
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:
-            code = self.proc.wait(60)
+            code = self.proc.wait(120)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
@@ -107,17 +107,28 @@ class WorkerProc:
         return code
 
 
-async def _drain(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[tuple[bytes | None, bytes]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False, fetch_max_bytes=64 * 1024 * 1024,
-                                max_partition_fetch_bytes=32 * 1024 * 1024)
+async def _drain(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes | None, bytes]]:
+    """Everything in ``topic`` now: read up to each partition's end offset (no idle guess)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=32 * 1024 * 1024)
     await consumer.start()
     out = []
     try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-            if not batch:
-                break
+        partitions = consumer.partitions_for_topic(topic)
+        deadline = time.monotonic() + timeout_s
+        while not partitions and time.monotonic() < deadline:
+            await consumer.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+            await asyncio.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while any(pos < ends[tp] for tp, pos in zip(tps, [await consumer.position(tp) for tp in tps])):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end in {timeout_s:.0f}s"
+            batch = await consumer.getmany(timeout_ms=1000)
             for records in batch.values():
                 out.extend((r.key, r.value) for r in records)
     finally:
