@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -146,7 +146,11 @@ def stable_hash(text: str, digest_size: int = 8) -> int:
 
 def get_str(event: Event, field: str) -> str | None:
     """The field as a stripped string, or ``None`` when missing/empty/null."""
-    value = event.get(field)
+    return str_value(event.get(field))
+
+
+def str_value(value: Any) -> str | None:
+    """:func:`get_str` of a raw field value."""
     if value is None:
         return None
     if type(value) is not str:
@@ -159,7 +163,11 @@ def get_str(event: Event, field: str) -> str | None:
 
 def get_float(event: Event, field: str) -> float | None:
     """The field as a finite float, or ``None`` when missing/invalid (bools excluded)."""
-    value = event.get(field)
+    return float_value(event.get(field))
+
+
+def float_value(value: Any) -> float | None:
+    """:func:`get_float` of a raw field value."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -167,3 +175,32 @@ def get_float(event: Event, field: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+# Column types whose values can be deduplicated by ``==`` without merging two
+# values that a field function tells apart (1 == 1.0 == True, 0.0 == -0.0).
+_DEDUP_SAFE = (frozenset({str, type(None), int}), frozenset({str, type(None), bool}))
+
+
+def column(events: Events, field: str) -> list[Any]:
+    """The raw values of ``field`` (``None`` where missing), one per event."""
+    return [event.get(field) for event in events]
+
+
+def distinct_values(values: list[Any]) -> list[Any] | None:
+    """The distinct values in first-occurrence order, or ``None`` when the
+    column holds types that ``==`` could merge wrongly (floats, mixed numbers,
+    anything unusual): callers then take each value on its own."""
+    types = set(map(type, values))
+    if types <= _DEDUP_SAFE[0] or types <= _DEDUP_SAFE[1]:
+        return list(dict.fromkeys(values))
+    return None
+
+
+def column_map(values: list[Any], fn: Callable[[Any], Any]) -> list[Any]:
+    """``[fn(v) for v in values]``, calling ``fn`` once per distinct value when that is safe."""
+    distinct = distinct_values(values)
+    if distinct is None or len(distinct) * 2 > len(values):
+        return [fn(v) for v in values]
+    table = {v: fn(v) for v in distinct}
+    return list(map(table.__getitem__, values))

@@ -39,7 +39,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from encoders.base import ComponentBatch, ComponentEncoder, Event, Events, empty_batch, finish_rows, get_str, stable_hash
+from encoders.base import (
+    ComponentBatch,
+    ComponentEncoder,
+    Event,
+    Events,
+    column,
+    column_map,
+    distinct_values,
+    empty_batch,
+    finish_rows,
+    get_str,
+    stable_hash,
+    str_value,
+)
 
 __all__ = [
     "ARTIFACT_JSON",
@@ -297,16 +310,7 @@ class CategoricalEncoder(ComponentEncoder):
         out = np.zeros((n, self.dim), dtype=np.float64)
         present = np.zeros(n, dtype=bool)
         for j, f in enumerate(self.fields):
-            rows = np.full(n, -1, dtype=np.int64)
-            memo: dict[str, int] = {}
-            for i, event in enumerate(events):
-                value = get_str(event, f)
-                if value is None:
-                    continue
-                row = memo.get(value)
-                if row is None:
-                    row = memo[value] = -1 if normalize_value(f, value) is None else self.bucket(f, value)
-                rows[i] = row
+            rows = np.array(column_map(column(events, f), lambda raw, f=f: self._row(f, raw)), dtype=np.int64)
             has = rows >= 0
             if has.any():
                 weight = self.tables[f].weight.detach().numpy()
@@ -320,12 +324,24 @@ class CategoricalEncoder(ComponentEncoder):
             return
         for f in self.fields:
             vocab = self.vocab[f]
-            for event in events:
+            if len(vocab) >= self.vocab_cap:
+                continue
+            values = column(events, f)
+            # repeats of a value change nothing: the distinct values, in order, do the same
+            for raw in distinct_values(values) or values:
                 if len(vocab) >= self.vocab_cap:
                     break
-                key = category_value(event, f)
+                value = str_value(raw)
+                key = None if value is None else normalize_value(f, value)
                 if key is not None:
                     vocab.setdefault(key, len(vocab))
+
+    def _row(self, field_name: str, raw: Any) -> int:
+        """Row of a raw field value for :meth:`encode`; -1 when it names nothing."""
+        value = str_value(raw)
+        if value is None or normalize_value(field_name, value) is None:
+            return -1
+        return self.bucket(field_name, value)
 
     def _get_state(self) -> dict[str, Any]:
         if self.artifact is not None:  # frozen: the artifact is the state

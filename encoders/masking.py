@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["PLACEHOLDERS", "mask", "mask_ex", "mask_many", "template_id"]
+__all__ = ["PLACEHOLDERS", "mask", "mask_ex", "mask_many", "mask_words", "template_id"]
 
 #: Every placeholder this module can emit.
 PLACEHOLDERS = ("<UUID>", "<BLK>", "<IP>", "<HEX>", "<PATH>", "<NUM>", "<USER>")
@@ -59,6 +59,17 @@ def _pattern_for(text: str) -> re.Pattern[str] | None:
     One big alternation costs every branch at every position; most lines need
     three or four branches, so a per-subset compiled pattern is ~3x faster.
     """
+    bits = _bits_for(text)
+    if not bits:
+        return None
+    pattern = _COMPILED.get(bits)
+    if pattern is None:
+        pattern = _COMPILED[bits] = _compile(bits)
+    return pattern
+
+
+def _bits_for(text: str) -> int:
+    """The parts of the alternation that ``text`` may need (bit set of :data:`_BIT`)."""
     bits = 0
     if _DIGIT.search(text) is not None:
         bits |= _BIT["NUM"]
@@ -78,12 +89,24 @@ def _pattern_for(text: str) -> re.Pattern[str] | None:
         bits |= _BIT["WINPATH"]
     if "ser" in text or "for" in text or "For" in text or "SER" in text or "Account Name" in text:
         bits |= _BIT["USERKW"]
-    if not bits:
-        return None
-    pattern = _COMPILED.get(bits)
-    if pattern is None:
-        pattern = _COMPILED[bits] = re.compile("|".join(p for name, p in _PARTS if bits & _BIT[name]))
-    return pattern
+    return bits
+
+
+def _compile(bits: int) -> re.Pattern[str]:
+    """The alternation of the selected parts, guarded by one ``(?<!\\w)``.
+
+    Every part but ``IP6P`` can only start where no word character precedes
+    (each begins with ``\\b`` before a word character or a lookbehind that
+    excludes ``\\w``), so one shared guard rejects positions inside words
+    before any branch is tried; same matches, ~1.6x faster. ``IP6P`` starts
+    with ``[``, where no other part can start, so moving it first keeps the
+    leftmost, then first-listed, rule.
+    """
+    guarded = [p for name, p in _PARTS if bits & _BIT[name] and name != "IP6P"]
+    branches = [dict(_PARTS)["IP6P"]] if bits & _BIT["IP6P"] else []
+    if guarded:
+        branches.append(r"(?<!\w)(?:" + "|".join(guarded) + ")")
+    return re.compile("|".join(branches))
 
 
 _TAG = {
@@ -147,6 +170,29 @@ def mask_ex(text: str) -> tuple[str, list[str], list[str]]:
     if pattern is None:
         return text, params, words
     return pattern.sub(_sub, text), params, words
+
+
+def mask_words(text: str) -> tuple[str, list[str]]:
+    """``(template_text, words)`` of :func:`mask_ex`, without collecting ``params``."""
+    pattern = _pattern_for(text)
+    if pattern is None:
+        return text, []
+    words: list[str] = []
+
+    def _sub(m: re.Match[str]) -> str:
+        kind = m.lastgroup
+        tag = _TAG.get(kind)  # type: ignore[arg-type]
+        if tag is None:  # USERKW (or one of its inner groups)
+            user = m.group("user")
+            words.append(user)
+            return f"{m.group('kw')}{m.group('sep')}<USER>"
+        if kind == "PATH" or kind == "WINPATH":
+            base = _BASENAME.search(m.group(0))
+            if base is not None:
+                words.append(base.group(0))
+        return tag
+
+    return pattern.sub(_sub, text), words
 
 
 def mask_many(texts: list[str]) -> list[tuple[str, list[str]]]:

@@ -20,7 +20,18 @@ from functools import lru_cache
 
 import numpy as np
 
-from encoders.base import ComponentBatch, ComponentEncoder, Event, Events, empty_batch, finish_rows, get_float, get_str
+from encoders.base import (
+    ComponentBatch,
+    ComponentEncoder,
+    Event,
+    Events,
+    column,
+    column_map,
+    empty_batch,
+    finish_rows,
+    float_value,
+    str_value,
+)
 
 __all__ = ["SERVICES", "NetworkEncoder"]
 
@@ -122,7 +133,16 @@ def port_class(port: int) -> int:
 
 
 def _port(event: Event, field: str) -> int | None:
-    number = get_float(event, field)
+    return _port_value(event.get(field))
+
+
+def _ip_value(raw: object) -> tuple[float, ...] | None:
+    text = str_value(raw)
+    return ip_features(text) if text is not None else None
+
+
+def _port_value(raw: object) -> int | None:
+    number = float_value(raw)
     if number is None or not number.is_integer() or not 0 <= number <= 65535:
         return None
     return int(number)
@@ -146,21 +166,22 @@ class NetworkEncoder(ComponentEncoder):
             return empty_batch(self.dim)
         out = np.zeros((n, self.dim), dtype=np.float64)
         present = np.zeros(n, dtype=bool)
-        for i, event in enumerate(events):
-            for field, offset in (("src_ip", _SRC_IP), ("dst_ip", _DST_IP)):
-                text = get_str(event, field)
-                feats = ip_features(text) if text is not None else None
-                if feats is not None:
-                    out[i, offset : offset + IP_DIM] = feats
-                    present[i] = True
-            src = _port(event, "src_port")
-            if src is not None:
-                out[i, _SRC_PORT + port_class(src)] = 1.0
-                present[i] = True
-            dst = _port(event, "dst_port")
-            if dst is not None:
-                out[i, _DST_PORT + port_class(dst)] = 1.0
-                service = _SERVICE_INDEX.get(dst, _N_SERVICE - 1)
-                out[i, _DST_PORT + PORT_CLASS_DIM + service] = 1.0
-                present[i] = True
+        for field, offset in (("src_ip", _SRC_IP), ("dst_ip", _DST_IP)):
+            feats = column_map(column(events, field), _ip_value)
+            rows = [i for i, f in enumerate(feats) if f is not None]
+            if rows:
+                out[rows, offset : offset + IP_DIM] = [feats[i] for i in rows]
+                present[rows] = True
+        src = column_map(column(events, "src_port"), _port_value)
+        rows = [i for i, p in enumerate(src) if p is not None]
+        if rows:
+            out[rows, [_SRC_PORT + port_class(src[i]) for i in rows]] = 1.0
+            present[rows] = True
+        dst = column_map(column(events, "dst_port"), _port_value)
+        rows = [i for i, p in enumerate(dst) if p is not None]
+        if rows:
+            out[rows, [_DST_PORT + port_class(dst[i]) for i in rows]] = 1.0
+            service = [_DST_PORT + PORT_CLASS_DIM + _SERVICE_INDEX.get(dst[i], _N_SERVICE - 1) for i in rows]
+            out[rows, service] = 1.0
+            present[rows] = True
         return finish_rows(out, present)

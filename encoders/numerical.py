@@ -21,11 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from encoders.base import ComponentBatch, ComponentEncoder, Events, empty_batch, finish_rows, get_float
+from encoders.base import ComponentBatch, ComponentEncoder, Events, column, column_map, empty_batch, finish_rows, float_value
 
 __all__ = ["NUMERICAL_FIELDS", "NumericalEncoder"]
 
 NUMERICAL_FIELDS: tuple[str, ...] = ("bytes_in", "bytes_out", "packets", "duration_ms")
+
+
+def _log1p_value(raw: Any) -> float | None:
+    number = float_value(raw)
+    return math.log1p(number) if number is not None and number >= 0 else None
 
 
 class NumericalEncoder(ComponentEncoder):
@@ -79,12 +84,12 @@ class NumericalEncoder(ComponentEncoder):
         n, k = len(events), len(self.fields)
         values = np.zeros((n, k), dtype=np.float64)
         missing = np.ones((n, k), dtype=bool)
-        for i, event in enumerate(events):
-            for j, field in enumerate(self.fields):
-                number = get_float(event, field)
-                if number is not None and number >= 0:
-                    values[i, j] = math.log1p(number)
-                    missing[i, j] = False
+        for j, field in enumerate(self.fields):
+            logs = column_map(column(events, field), _log1p_value)
+            rows = [i for i, v in enumerate(logs) if v is not None]
+            if rows:
+                values[rows, j] = [logs[i] for i in rows]
+                missing[rows, j] = False
         return values, missing
 
     def encode(self, events: Events) -> ComponentBatch:

@@ -13,11 +13,15 @@ import re
 import threading
 from bisect import bisect_right
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from functools import lru_cache
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
-from encoders.base import Event, Events, get_str, stable_hash
+import numpy as np
+
+from encoders.base import Event, Events, get_str, stable_hash, str_value
 
 __all__ = ["SPARSE_FIELDS", "SparseEncoder", "SparseVector", "sparse_dot"]
 
@@ -38,6 +42,8 @@ SPARSE_FIELDS: tuple[str, ...] = (
     "protocol",
 )
 _SPECIAL = ("[CLS]", "[SEP]", "[PAD]", "[MASK]")
+# value types for which equal tuples of field values give equal field terms
+_DEDUP_TYPES = frozenset({str, int, type(None)})
 
 
 class SparseEncoder:
@@ -102,10 +108,78 @@ class SparseEncoder:
 
     def encode(self, events: Events) -> list[SparseVector]:
         """One sparse vector per event: sorted unique indices and their weights."""
-        if len(events) == 0:
+        n = len(events)
+        if n == 0:
             return []
+        top = self.vocab_size + self.hash_space  # every index is below this
+        if n * top >= 2**62:  # pragma: no cover - absurd hash_space; keys would overflow
+            return self._encode_slow(events)
+        max_chars = self.max_chars
+        # one flat list of words and a count per event: no list per event
+        # outlives this loop (fewer objects for the garbage collector to track)
+        flat: list[str] = []
+        extend = flat.extend
+        word_counts = np.empty(n, dtype=np.int64)
+        for i, event in enumerate(events):
+            words = _words(_message(event)[:max_chars])
+            extend(words)
+            word_counts[i] = len(words)
+        pieces = self._word_pieces(dict.fromkeys(flat))
+        piece_lists = list(map(pieces.__getitem__, flat))
+        # ids of the message terms and the event each belongs to, in numpy
+        ids = np.fromiter(chain.from_iterable(piece_lists), dtype=np.int64)
+        ends = np.zeros(len(flat) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, piece_lists), dtype=np.int64, count=len(flat)), out=ends[1:])
+        word_ends = np.cumsum(word_counts)
+        per_event = np.diff(ends[word_ends], prepend=0)
+        keys = [np.repeat(np.arange(n, dtype=np.int64) * top, per_event) + ids]
+        # field=value terms: worked out once per distinct combination of field values
+        rows = [tuple(map(event.get, SPARSE_FIELDS)) for event in events]
+        combos: Iterable[tuple[Any, ...]] = rows
+        if set(map(type, chain.from_iterable(rows))) <= _DEDUP_TYPES:
+            combos = dict.fromkeys(rows)  # == cannot merge values that print differently
+        seen_terms: dict[int, str] = {}
+        field_index: dict[tuple[str, str], int] = {}
+        terms_of: dict[tuple[Any, ...], tuple[int, ...]] = {}
+        field_lists: list[tuple[int, ...]] = []
+        for combo in combos:
+            found: list[int] = []
+            for field, raw in zip(SPARSE_FIELDS, combo):
+                value = str_value(raw)
+                if value is None:
+                    continue
+                index = field_index.get((field, value))
+                if index is None:
+                    term = self.field_term(field, value)
+                    index = field_index[(field, value)] = self._field_index(term)
+                    seen_terms[index] = term
+                found.append(index)
+            if combos is rows:
+                field_lists.append(tuple(found))
+            else:
+                terms_of[combo] = tuple(found)
+        if combos is not rows:
+            field_lists = list(map(terms_of.__getitem__, rows))
+        del rows
+        field_ids = np.fromiter(chain.from_iterable(field_lists), dtype=np.int64)
+        field_counts = np.fromiter(map(len, field_lists), dtype=np.int64, count=n)
+        keys.append(np.repeat(np.arange(n, dtype=np.int64) * top, field_counts) + field_ids)
+        uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
+        event_of = uniq // top
+        bounds = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(event_of, minlength=n), out=bounds[1:])
+        k1 = self.k1
+        weights = (counts * (k1 + 1.0) / (counts + k1)).tolist()
+        indices = (uniq - event_of * top).tolist()
+        b = bounds.tolist()
+        out = [(indices[b[i] : b[i + 1]], weights[b[i] : b[i + 1]]) for i in range(n)]
+        self._remember(seen_terms)
+        return out
+
+    def _encode_slow(self, events: Events) -> list[SparseVector]:
+        """Reference implementation (one Counter per event)."""
         words_per_event = [_words(_message(event)[: self.max_chars]) for event in events]
-        pieces = self._word_pieces(words_per_event)
+        pieces = self._word_pieces(dict.fromkeys(chain.from_iterable(words_per_event)))
         k1 = self.k1
         sat = self._saturation
         seen_terms: dict[int, str] = {}
@@ -129,7 +203,7 @@ class SparseEncoder:
         self._remember(seen_terms)
         return out
 
-    def _word_pieces(self, words_per_event: list[list[str]]) -> dict[str, tuple[int, ...]]:
+    def _word_pieces(self, distinct_words: Iterable[str]) -> dict[str, tuple[int, ...]]:
         """WordPiece ids (punctuation and specials dropped) of every distinct word.
 
         BERT pre-tokenization splits on whitespace before anything else, so
@@ -139,16 +213,13 @@ class SparseEncoder:
         cache = self._words
         found: dict[str, tuple[int, ...]] = {}
         missing: list[str] = []
-        for words in words_per_event:
-            for word in words:
-                if word in found:
-                    continue
-                hit = cache.get(word)
-                if hit is None:
-                    found[word] = ()
-                    missing.append(word)
-                else:
-                    found[word] = hit
+        for word in distinct_words:
+            hit = cache.get(word)
+            if hit is None:
+                found[word] = ()
+                missing.append(word)
+            else:
+                found[word] = hit
         if missing:
             if len(cache) + len(missing) > self.word_cache_size:
                 cache.clear()

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from encoders.masking import mask_ex, template_id
+from encoders.masking import mask_words, template_id
 
 __all__ = ["WILDCARD", "Cluster", "TemplateBatch", "TemplateMiner", "TemplateStage", "meaningful"]
 
@@ -45,6 +45,8 @@ class Cluster:
     size: int = 1
     wild: int = 0
     template: str = ""
+    #: the tree leaf holding the cluster (set by the miner; not part of equality)
+    leaf: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.set_tokens(self.tokens)
@@ -242,6 +244,7 @@ class TemplateMiner:
             self._remove(old)
         cluster = Cluster(cid, list(tokens), path or self._path_for(tokens), size)
         leaf = self._leaf(cluster.path)
+        cluster.leaf = leaf
         leaf.clusters[cid] = cluster
         self._clusters[cid] = cluster
         if len(leaf.clusters) > self.max_leaf_clusters:
@@ -252,7 +255,7 @@ class TemplateMiner:
 
     def _touch(self, cluster: Cluster) -> None:
         self._clusters.move_to_end(cluster.cid)
-        leaf = self._leaf_of(cluster)
+        leaf = cluster.leaf if cluster.leaf is not None else self._leaf_of(cluster)
         if leaf is not None:
             leaf.clusters.move_to_end(cluster.cid)
 
@@ -372,19 +375,23 @@ class TemplateStage:
 
     def analyze(self, messages: Sequence[str]) -> TemplateBatch:
         """Templates, ids and meaningful parameters of ``messages`` (no state change)."""
-        masked_of: dict[str, tuple[str, list[str]]] = {}
-        masked: list[str] = []
-        for msg in messages:
-            hit = masked_of.get(msg)
-            if hit is None:
-                text, _params, words = mask_ex(msg) if msg else ("", [], [])
-                hit = masked_of[msg] = (text, words)
-            masked.append(hit[0])
-        self._last = (list(messages), masked)
+        messages = list(messages)
+        # distinct lines only (first-occurrence order): masking is the costly part
+        masked_of: dict[str, str] = {}
+        words_of: dict[str, list[str]] = {}  # only lines with words
+        for msg in dict.fromkeys(messages):
+            if msg:
+                masked_of[msg], words = mask_words(msg)
+                if words:
+                    words_of[msg] = words
+            else:
+                masked_of[msg] = ""
+        masked = list(map(masked_of.__getitem__, messages))
+        self._last = (messages, masked)
         miner = self.miner
         found: dict[str, tuple[str, str]] = {"": (_EMPTY_ID, "")}
         unmatched: list[str] = []
-        for text in masked:
+        for text in dict.fromkeys(masked_of.values()):
             if text in found:
                 continue
             got = miner.match(text)
@@ -410,19 +417,19 @@ class TemplateStage:
                 tokens = text[: self.miner.max_chars].split()
                 words = (meaningful(tok) for tok, t in zip(tokens, template.split(" ")) if t == WILDCARD)
                 wild_words[text] = tuple(w for w in words if w)
-        templates: list[str] = []
-        ids: list[str] = []
-        params: list[tuple[str, ...]] = []
-        memo: dict[str, tuple[str, ...]] = {}
-        for msg, text in zip(messages, masked):
-            cid, template = found[text]
-            templates.append(template)
-            ids.append(cid)
-            words = memo.get(msg)
-            if words is None:
-                kept = (meaningful(w) for w in masked_of[msg][1])
-                words = memo[msg] = tuple(w for w in kept if w) + wild_words.get(text, ())
-            params.append(words)
+        params_of: dict[str, tuple[str, ...]] = {}
+        empty: tuple[str, ...] = ()
+        for msg, text in masked_of.items():
+            own = words_of.get(msg)
+            if own:
+                kept = (meaningful(w) for w in own)
+                params_of[msg] = tuple(w for w in kept if w) + wild_words.get(text, empty)
+            else:
+                params_of[msg] = wild_words.get(text, empty)
+        pair = list(map(found.__getitem__, masked))
+        ids = [p[0] for p in pair]
+        templates = [p[1] for p in pair]
+        params = list(map(params_of.__getitem__, messages))
         return TemplateBatch(templates, ids, params)
 
     def learn(self, messages: Sequence[str]) -> None:
@@ -431,7 +438,7 @@ class TemplateStage:
         if last is not None and len(last[0]) == len(messages) and last[0] == list(messages):
             masked = last[1]
         else:
-            masked = [mask_ex(m)[0] if m else "" for m in messages]
+            masked = [mask_words(m)[0] if m else "" for m in messages]
         self._last = None
         add = self.miner.add
         for text in masked:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -353,3 +355,87 @@ def test_hybrid_optional_time_component() -> None:
     assert enc.dim == (384 + 32) + 41 + 4
     out = enc.encode([_ssh("root", "10.0.0.5", 52144)])
     assert out.present.all()
+
+
+# ---------------------------------------------------------------- fast paths = reference
+
+_OPENSSH = Path(__file__).resolve().parents[3] / "shared" / "data" / "loghub" / "OpenSSH_2k.log"
+_ODD_EVENTS: list[dict[str, object]] = [
+    {"message": ""},
+    {"message": "   "},
+    {"message": "x" * 70_000, "user": "Root"},
+    {"message": "a\x1cb c:\\Program Files\\x y\\z.exe for user bob from 1.2.3.4 port 22", "user": " root "},
+    {"message": "::1 [fe80::1%eth0]:22 0xdeadbeef 12345678-1234-1234-1234-123456789abc blk_-12 /a/b/c"},
+    {"message": "Failed password for invalid user admin from 10.0.0.7 port 4242 ssh2", "dst_port": 22},
+    {"message": "ünïcode wörds 42 ١٢٣", "dst_port": 22.0, "bytes_in": -0.0},
+    {"message": "same", "dst_port": True, "bytes_in": 0.0, "src_port": 1},
+    {"message": "same", "dst_port": "22", "bytes_in": 1, "src_port": 1.0, "src_ip": "10.0.0.1"},
+    {"message": 12345, "severity": 3, "outcome": ["x"], "process": "C:\\Windows\\cmd.exe", "dst_ip": "::1"},
+]
+
+
+def _reference_events(limit: int = 1500) -> list[dict[str, object]]:
+    from schemas.models import decode_event
+    from streams.sample import iter_sample
+
+    events: list[dict[str, object]] = []
+    for raw in iter_sample():
+        events.append(decode_event(raw).to_dict())
+        if len(events) >= limit:
+            break
+    if _OPENSSH.is_file():
+        from bench.encode import load_events
+
+        events += load_events(_OPENSSH, "sshd", 500)
+    return events + _ODD_EVENTS * 3
+
+
+def test_sparse_fast_path_matches_reference(hybrid: HybridEncoder) -> None:
+    path = hybrid.components["text"].tokenizer_path  # type: ignore[attr-defined]
+    fast, slow = SparseEncoder(path, describe_size=300), SparseEncoder(path, describe_size=300)
+    events = _reference_events()
+    for start, size in ((0, 700), (700, 1), (701, 5000)):
+        batch = events[start : start + size]
+        assert fast.encode(batch) == slow._encode_slow(batch)
+    assert list(fast._terms.items()) == list(slow._terms.items())
+
+
+def test_guarded_mask_pattern_matches_plain_alternation() -> None:
+    import re
+
+    from encoders import masking
+
+    lines = [str(e.get("message")) for e in _reference_events()]
+    lines += ["x[::1]:22 y", "abc[2001:db8::1] 1.2.3.4:80", "for alice from 1.1.1.1", "User=bob USERNAME: eve"]
+    plain: dict[int, re.Pattern[str]] = {}
+    for line in lines:
+        bits = masking._bits_for(line)
+        if not bits:
+            continue
+        if bits not in plain:
+            plain[bits] = re.compile("|".join(p for name, p in masking._PARTS if bits & masking._BIT[name]))
+        want = [(m.span(), m.lastgroup, m.groupdict()) for m in plain[bits].finditer(line)]
+        got = [(m.span(), m.lastgroup, m.groupdict()) for m in masking._compile(bits).finditer(line)]
+        assert got == want, line
+
+
+def test_batch_encoding_equals_one_event_at_a_time() -> None:
+    """Column-wise lookups deduplicate values; 22, 22.0, True and "22" must stay apart."""
+    events = _ODD_EVENTS + [dict(e, message="m") for e in _ODD_EVENTS]
+    for encoder in (CategoricalEncoder(), NetworkEncoder(), NumericalEncoder()):
+        batch = encoder.encode(events)
+        single = [encoder.encode([e]) for e in events]
+        assert batch.vectors.tobytes() == np.concatenate([b.vectors for b in single]).tobytes()
+        assert batch.present.tolist() == [bool(b.present[0]) for b in single]
+    numerical = NumericalEncoder()
+    numerical.update(events)
+    one = NumericalEncoder()
+    for e in events:
+        one.update([e])
+    assert np.allclose(numerical.mean, one.mean) and np.array_equal(numerical.count, one.count)
+    categorical = CategoricalEncoder(vocab_cap=4)
+    categorical.update(events)
+    one_cat = CategoricalEncoder(vocab_cap=4)
+    for e in events:
+        one_cat.update([e])
+    assert categorical.vocab == one_cat.vocab
