@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.app import Worker
     from streams.broker import EmbeddedBroker
     from streams.metrics import serve
-    from streams.runtime import build_pipeline, build_store
+    from streams.runtime import build_pipeline, build_store, settle_heap
     from streams.state import load_state
 
     settings = _settings(metrics_port=args.metrics_port)
@@ -94,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = build_store(settings)
         pipeline = build_pipeline(settings, store)
         load_state(pipeline, settings.data_dir / "state")
+        settle_heap()
         if sample is not None:
             print("feeding the bundled sample stream; alerts follow as they are published", file=sys.stderr,
                   flush=True)

