@@ -47,8 +47,13 @@ def entity_key(event: dict[str, Any]) -> bytes | None:
 def format_alert_line(alert: dict[str, Any]) -> str:
     """One readable line per alert for a terminal."""
     ent = alert.get("entity", {})
-    comps = alert.get("explanation", {}).get("components", {})
-    top = max(comps, key=comps.get) if comps else "-"
+    explanation = alert.get("explanation", {})
+    comps = explanation.get("components", {})
+    terms = explanation.get("top_terms") or []
+    if terms and not str(alert.get("title", "")).startswith("Unusual"):
+        top = terms[0].get("term", "-")  # a rare value made it unusual: name it
+    else:
+        top = max(comps, key=comps.get) if comps else "-"  # the component that moved it most
     return (f"{alert.get('time', '')[:19]}  {alert.get('severity', ''):<8} {alert.get('score', 0):6.1f}  "
             f"{ent.get('type', '')}={ent.get('id', '')}  [{top}]  {alert.get('title', '')}")
 
