@@ -107,6 +107,20 @@ class WorkerProc:
         return code
 
 
+async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create ``name`` up front: a producer racing the worker would otherwise auto-create it
+    with the broker's default partition count, and events keyed by entity would then be
+    consumed out of input order."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
 async def _drain(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes | None, bytes]]:
     """Everything in ``topic`` now: read up to each partition's end offset (no idle guess)."""
     from aiokafka import TopicPartition
@@ -162,6 +176,7 @@ def test_worker_end_to_end(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
+        asyncio.run(_create_topic(broker.bootstrap, "secstream.events", partitions=1))
         worker = WorkerProc(broker.bootstrap, data_dir, tmp_path / "worker.log")
         try:
             sent = asyncio.run(produce_values(broker.bootstrap, "secstream.events", messages))
