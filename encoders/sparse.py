@@ -211,18 +211,8 @@ class SparseEncoder:
         repeat their words, so a bounded word cache skips most of the work.
         """
         cache = self._words
-        found: dict[str, tuple[int, ...]] = {}
-        missing: list[str] = []
-        for word in distinct_words:
-            hit = cache.get(word)
-            if hit is None:
-                found[word] = ()
-                missing.append(word)
-            else:
-                found[word] = hit
+        found, missing = _lookup(cache, distinct_words, self.word_cache_size)
         if missing:
-            if len(cache) + len(missing) > self.word_cache_size:
-                cache.clear()
             slow: list[str] = []
             split: list[tuple[str, list[str]]] = []
             for word in missing:
@@ -248,20 +238,8 @@ class SparseEncoder:
         ``blk``) repeat: tokenizing run by run gives the ids of the word.
         """
         cache = self._runs
-        out: dict[str, tuple[int, ...]] = {}
-        todo: list[str] = []
-        for run in runs:
-            if run in out:
-                continue
-            hit = cache.get(run)
-            if hit is None:
-                out[run] = ()
-                todo.append(run)
-            else:
-                out[run] = hit
+        out, todo = _lookup(cache, runs, self.word_cache_size)
         if todo:
-            if len(cache) + len(todo) > self.word_cache_size:
-                cache.clear()
             for run, ids in zip(todo, self._tokenize_words(todo)):
                 out[run] = cache[run] = ids
         return out
@@ -328,6 +306,26 @@ class SparseEncoder:
 _SPLIT_ONLY_WS = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
 _DIGIT = re.compile(r"\d")
 _ALNUM_RUN = re.compile(r"[A-Za-z0-9]+")
+
+
+def _lookup(cache: dict[str, tuple[int, ...]], keys: Iterable[str],
+            size: int) -> tuple[dict[str, tuple[int, ...]], list[str]]:
+    """Cached ids of each distinct key (``()`` for a miss) and the misses in first-seen
+    order; the bounded cache is cleared when the misses would not fit."""
+    found: dict[str, tuple[int, ...]] = {}
+    missing: list[str] = []
+    for key in keys:
+        if key in found:
+            continue
+        hit = cache.get(key)
+        if hit is None:
+            found[key] = ()
+            missing.append(key)
+        else:
+            found[key] = hit
+    if missing and len(cache) + len(missing) > size:
+        cache.clear()
+    return found, missing
 
 
 def _words(text: str) -> list[str]:
