@@ -76,7 +76,7 @@ class NoveltyDetector:
                                   rare=rares[i] if c > v else None, surprise=float(surprise[i])))
         return out
 
-    def learn(self, vectors: np.ndarray, scores: Sequence[EventScore], ids: list[str], summaries: list[str],
+    def learn(self, vectors: np.ndarray, scores: Sequence[EventScore], ids: list[str], summaries: Sequence[str],
               sparse: Sequence[tuple[Sequence[int], Sequence[float]]],
               events: Sequence[dict[str, Any]] | None = None) -> None:
         """Fold a scored batch into the state (baseline, calibration, value counts, term frequencies)."""

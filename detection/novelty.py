@@ -23,6 +23,7 @@ against itself or anything later, so batch size does not change the scores.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,7 +144,7 @@ class ExemplarBaseline:
             out.append(NoveltyResult(raw=float(raw[i]), neighbours=neighbours))
         return out
 
-    def learn(self, vectors: np.ndarray, ids: list[str], summaries: list[str]) -> None:
+    def learn(self, vectors: np.ndarray, ids: list[str], summaries: Sequence[str]) -> None:
         """Fold a scored batch into the baseline (merge near-duplicates, else add).
 
         Events near an existing exemplar add to its count (vectorized); the rest

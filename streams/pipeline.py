@@ -33,6 +33,20 @@ EVENTS = "events"
 PROCESSING_ERROR = "processing_error"
 
 
+class _Summaries(Sequence[str]):
+    """Neighbour summaries built on demand: only events that become new exemplars need
+    one, and most events of a stream merge into an existing exemplar."""
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self._docs = docs
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]
+        return summary_line(self._docs[i])
+
+
 @dataclass
 class Accepted:
     """A valid event and its score."""
@@ -170,7 +184,7 @@ class Pipeline:
             self.store.upsert(EVENTS, [self._point(j, doc, scores[j], batch) for j, doc in enumerate(docs)])
         t5 = time.perf_counter()
         ids = [d["event_id"] for d in docs]
-        self.detector.learn(batch.dense, scores, ids, [summary_line(d) for d in docs], batch.sparse, events=docs)
+        self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs)
         self.encoder.update(docs)
         t6 = time.perf_counter()
         out.results = [s for s in slots if s is not None]
