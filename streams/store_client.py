@@ -14,17 +14,14 @@ from qdrant_client import models as qm
 from streams.store_base import (
     CollectionInfo,
     CollectionSpec,
-    Engine,
     Hit,
     Prepared,
     Quantization,
     SearchOptions,
     SparseTerms,
     StoreError,
-    boundary,
-    hit,
-    mismatch,
 )
+from streams.store_engine import Engine, boundary, hit, mismatch, multi_mismatch
 
 __all__ = ["ClientStore"]
 
@@ -82,6 +79,13 @@ class ClientStore(Engine):
                 sparse = {spec.sparse_name: qm.SparseVectorParams(modifier=qm.Modifier.IDF)}
             dense = {spec.dense_name: qm.VectorParams(size=spec.dense_dim, distance=qm.Distance.COSINE,
                                                       quantization_config=_quant_config(kind, spec.always_ram))}
+            if spec.multivector is not None:
+                mv = spec.multivector
+                dense[mv.name] = qm.VectorParams(
+                    size=mv.dim, distance=qm.Distance.COSINE,
+                    multivector_config=qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM),
+                    hnsw_config=qm.HnswConfigDiff(m=0),  # no graph (measured, see streams.store)
+                    quantization_config=_quant_config(mv.quantization, spec.always_ram))
             try:
                 self._client.create_collection(spec.name, vectors_config=dense, sparse_vectors_config=sparse)
             except Exception:
@@ -95,9 +99,26 @@ class ClientStore(Engine):
                              f"expected {spec.dense_name!r}: {spec.dense_dim}-d cosine")
         if spec.sparse_name is not None and spec.sparse_name not in (params.sparse_vectors or {}):
             raise StoreError(f"collection {spec.name!r} has no sparse vector {spec.sparse_name!r}")
+        where = self.url or str(self.path or ":memory:")
+        if spec.multivector is not None:
+            self._check_multi(spec, params.vectors, config.quantization_config, where)
         # A per-vector config overrides the collection-level one.
         stored = _kind(have.quantization_config or config.quantization_config, spec.name)
-        return mismatch(spec, stored, explicit, self.url or str(self.path or ":memory:"))
+        return mismatch(spec, stored, explicit, where)
+
+    @staticmethod
+    def _check_multi(spec: CollectionSpec, vectors: dict[str, Any], collection_quant: Any, where: str) -> None:
+        mv = spec.multivector
+        assert mv is not None
+        have = vectors.get(mv.name)
+        if have is None:
+            raise StoreError(f"collection {spec.name!r} at {where} has no multivector {mv.name!r} "
+                             f"(vectors: {sorted(vectors)}); recreate it to add one")
+        comparator = have.multivector_config.comparator if have.multivector_config is not None else None
+        if have.size != mv.dim or have.distance != qm.Distance.COSINE or comparator != qm.MultiVectorComparator.MAX_SIM:
+            raise StoreError(f"collection {spec.name!r} at {where} stores {mv.name!r} as {have}; expected a "
+                             f"{mv.dim}-d cosine MaxSim multivector")
+        multi_mismatch(spec, _kind(have.quantization_config or collection_quant, spec.name), where)
 
     def _do_upsert(self, spec: CollectionSpec, points: list[Prepared]) -> None:
         batch = [qm.PointStruct(id=pid, payload=payload, vector={
@@ -109,8 +130,8 @@ class ClientStore(Engine):
     def _do_count(self, collection: str) -> int:
         return self._client.count(collection, exact=True).count
 
-    def _do_query(self, collection: str, using: str, query: list[float] | SparseTerms, limit: int,
-                  exclude: list[str], options: SearchOptions | None) -> list[Hit]:
+    def _do_query(self, collection: str, using: str, query: list[float] | list[list[float]] | SparseTerms,
+                  limit: int, exclude: list[str], options: SearchOptions | None) -> list[Hit]:
         vector: Any = query
         if isinstance(query, SparseTerms):
             vector = qm.SparseVector(indices=list(query.indices), values=list(query.values))

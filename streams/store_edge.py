@@ -16,18 +16,15 @@ import qdrant_edge as qe
 from streams.store_base import (
     CollectionInfo,
     CollectionSpec,
-    Engine,
     Hit,
     Prepared,
     Quantization,
     SearchOptions,
     SparseTerms,
     StoreError,
-    boundary,
-    hit,
     log,
-    mismatch,
 )
+from streams.store_engine import Engine, boundary, hit, mismatch, multi_mismatch
 
 __all__ = ["EdgeStore"]
 
@@ -44,11 +41,12 @@ def _quant_config(kind: Quantization, always_ram: bool) -> QuantConfig:
     return None
 
 
-def _stored_quantization(path: Path, spec: CollectionSpec) -> tuple[Quantization, bool] | None:
-    """(kind, always_ram) of the dense vector as written in the shard's config file; None if absent.
+def _stored_config(path: Path) -> dict[str, Any] | None:
+    """The shard's config file as written; None if absent.
 
-    The config file is the only place qdrant-edge exposes it; ``EdgeShard.load(path, config)``
-    overwrites it with ``config`` (quantization included), so it must be read first.
+    The config file is the only place qdrant-edge exposes the stored config;
+    ``EdgeShard.load(path, config)`` overwrites it with ``config`` (quantization included),
+    so it must be read first.
     """
     try:
         raw = json.loads((path / _CONFIG_FILE).read_text())
@@ -56,7 +54,13 @@ def _stored_quantization(path: Path, spec: CollectionSpec) -> tuple[Quantization
         return None
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot read {path / _CONFIG_FILE}: {exc}") from exc
-    vector = (raw.get("vectors") or {}).get(spec.dense_name) or {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _stored_quantization(raw: dict[str, Any], name: str, spec: CollectionSpec,
+                         path: Path) -> tuple[Quantization, bool]:
+    """(kind, always_ram) of vector ``name`` in a stored config (a per-vector config overrides the collection's)."""
+    vector = (raw.get("vectors") or {}).get(name) or {}
     quant: dict[str, Any] = vector.get("quantization_config") or raw.get("quantization_config") or {}
     if not quant:
         return "none", spec.always_ram
@@ -66,6 +70,26 @@ def _stored_quantization(path: Path, spec: CollectionSpec) -> tuple[Quantization
         return "binary", bool((quant["binary"] or {}).get("always_ram", False))
     raise StoreError(f"collection {spec.name!r} at {path} uses quantization {quant}, which this store "
                      f"does not manage (int8 scalar or one-bit binary)")
+
+
+def _check_stored_multi(raw: dict[str, Any], spec: CollectionSpec, path: Path) -> None:
+    """StoreError unless the stored config has the spec's multivector (MaxSim, cosine, same dim and quantization).
+
+    ``EdgeShard.load`` refuses other vector names or sizes in Qdrant's words; this also checks the
+    comparator and the quantization, which ``load`` would overwrite, and names what to do.
+    """
+    mv = spec.multivector
+    assert mv is not None
+    stored = (raw.get("vectors") or {}).get(mv.name)
+    if stored is None:
+        raise StoreError(f"collection {spec.name!r} at {path} has no multivector {mv.name!r} "
+                         f"(vectors: {sorted(raw.get('vectors') or {})}); recreate it to add one")
+    comparator = (stored.get("multivector_config") or {}).get("comparator")
+    if stored.get("size") != mv.dim or comparator != "max_sim" or stored.get("distance") != "Cosine":
+        raise StoreError(f"collection {spec.name!r} at {path} stores {mv.name!r} as size {stored.get('size')}, "
+                         f"distance {stored.get('distance')}, comparator {comparator}; expected a {mv.dim}-d "
+                         f"cosine MaxSim multivector")
+    multi_mismatch(spec, _stored_quantization(raw, mv.name, spec, path)[0], str(path))
 
 
 def _dir_bytes(path: Path) -> int:
@@ -98,18 +122,28 @@ class EdgeStore(Engine):
         exists = (path / _CONFIG_FILE).exists() or (path / "segments").exists()
         kind: Quantization = spec.quantization or "none"
         always_ram = spec.always_ram
-        if exists:
-            stored = _stored_quantization(path, spec)
-            if stored is not None:
-                kind = mismatch(spec, stored[0], explicit, str(path))
-                if kind != spec.quantization:
-                    always_ram = stored[1]
+        raw = _stored_config(path) if exists else None
+        if raw is not None:
+            stored = _stored_quantization(raw, spec.dense_name, spec, path)
+            kind = mismatch(spec, stored[0], explicit, str(path))
+            if kind != spec.quantization:
+                always_ram = stored[1]
+            if spec.multivector is not None:
+                _check_stored_multi(raw, spec, path)
         sparse = None
         if spec.sparse_name is not None:
             sparse = {spec.sparse_name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)}
-        dense = qe.EdgeVectorParams(size=spec.dense_dim, distance=qe.Distance.Cosine,
-                                    quantization_config=_quant_config(kind, always_ram))
-        config = qe.EdgeConfig(vectors={spec.dense_name: dense}, sparse_vectors=sparse,
+        vectors = {spec.dense_name: qe.EdgeVectorParams(size=spec.dense_dim, distance=qe.Distance.Cosine,
+                                                        quantization_config=_quant_config(kind, always_ram))}
+        if spec.multivector is not None:
+            mv = spec.multivector
+            vectors[mv.name] = qe.EdgeVectorParams(
+                size=mv.dim, distance=qe.Distance.Cosine,
+                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+                # m=0: no graph on the multivector (measured, see streams.store); the others are Qdrant's defaults
+                hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+                quantization_config=_quant_config(mv.quantization, spec.always_ram))
+        config = qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse,
                                optimizers=qe.EdgeOptimizersConfig(default_segment_number=EDGE_SEGMENTS))
         if exists:
             shard = qe.EdgeShard.load(str(path), config)  # checks compatibility with the stored config
@@ -128,8 +162,8 @@ class EdgeStore(Engine):
     def _do_count(self, collection: str) -> int:
         return self._shards[collection].count(qe.CountRequest(exact=True))
 
-    def _do_query(self, collection: str, using: str, query: list[float] | SparseTerms, limit: int,
-                  exclude: list[str], options: SearchOptions | None) -> list[Hit]:
+    def _do_query(self, collection: str, using: str, query: list[float] | list[list[float]] | SparseTerms,
+                  limit: int, exclude: list[str], options: SearchOptions | None) -> list[Hit]:
         vector = qe.SparseVector(list(query.indices), list(query.values)) if isinstance(query, SparseTerms) else query
         flt = qe.Filter(must_not=[qe.HasIdCondition(set(exclude))]) if exclude else None
         params = None
