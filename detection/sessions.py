@@ -24,6 +24,7 @@ given, else ``"src_ip:10.0.0.1"`` …); a key that reopens after closing gets
 
 from __future__ import annotations
 
+import base64
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
@@ -73,6 +74,11 @@ class Session:
     event_ids: list[str] = field(default_factory=list)
     max_event_score: float = 0.0
     reason: str = ""  # why it closed: gap, max_events, max_duration, flush
+    #: first event vector of each distinct template (bounded): the session as a multi-vector
+    members: dict[str, np.ndarray] = field(default_factory=dict)
+    #: event count at the last rolling (early-warning) score, and whether that alerted
+    scored_at: int = 0
+    alerted: bool = False
 
     @property
     def vector(self) -> np.ndarray:
@@ -82,22 +88,45 @@ class Session:
         n = float(np.linalg.norm(self.vec))
         return (self.vec / n).astype(np.float32) if n > 1e-12 else self.vec.astype(np.float32)
 
+    def member_matrix(self) -> np.ndarray:
+        """The session's distinct-template event vectors, unit rows (float32 ``[m, dim]``, ``m`` ≥ 1 if any event)."""
+        if not self.members:
+            return np.zeros((0, 0), dtype=np.float32)
+        m = np.stack([np.asarray(v, dtype=np.float32) for v in self.members.values()])
+        norms = np.linalg.norm(m, axis=1, keepdims=True)
+        return (m / np.where(norms > 1e-12, norms, 1.0)).astype(np.float32)
+
     def to_dict(self) -> dict[str, Any]:
+        """Compact plain data (JSON-able): vectors as base64 (float64 sum, float16 members)."""
         return {"session_id": self.session_id, "key": self.key, "entity": list(self.entity), "start": self.start,
-                "end": self.end, "events": self.events,
-                "vec": None if self.vec is None else [float(x) for x in self.vec],
+                "end": self.end, "events": self.events, "vec": None if self.vec is None else _b64(self.vec, "<f8"),
                 "bag": dict(self.bag), "sequence": list(self.sequence), "templates": dict(self.templates),
-                "event_ids": list(self.event_ids), "max_event_score": self.max_event_score, "reason": self.reason}
+                "event_ids": list(self.event_ids), "max_event_score": self.max_event_score, "reason": self.reason,
+                "members": {t: _b64(v, "<f2") for t, v in self.members.items()},
+                "scored_at": self.scored_at, "alerted": self.alerted}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Session:
-        vec = None if d["vec"] is None else np.asarray(d["vec"], dtype=np.float64)
+        """Inverse of :meth:`to_dict`."""
+        vec = None if d["vec"] is None else _unb64(d["vec"], "<f8")
         return cls(session_id=str(d["session_id"]), key=str(d["key"]), entity=(str(d["entity"][0]), str(d["entity"][1])),
                    start=float(d["start"]), end=float(d["end"]), events=int(d["events"]), vec=vec,
                    bag=Counter({str(k): int(v) for k, v in d["bag"].items()}), sequence=[str(x) for x in d["sequence"]],
                    templates={str(k): str(v) for k, v in d["templates"].items()},
                    event_ids=[str(x) for x in d["event_ids"]], max_event_score=float(d["max_event_score"]),
-                   reason=str(d["reason"]))
+                   reason=str(d["reason"]),
+                   members={str(t): _unb64(v, "<f2").astype(np.float32) for t, v in d.get("members", {}).items()},
+                   scored_at=int(d.get("scored_at", 0)), alerted=bool(d.get("alerted", False)))
+
+
+def _b64(a: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.asarray(a).astype(dtype).tobytes()).decode("ascii")
+
+
+def _unb64(text: str | Sequence[float], dtype: str) -> np.ndarray:
+    if not isinstance(text, str):  # a plain list (older snapshots)
+        return np.asarray(text, dtype=np.float64)
+    return np.frombuffer(base64.b64decode(text), dtype=dtype).astype(np.float64)
 
 
 @dataclass
@@ -106,6 +135,8 @@ class Observation:
 
     session_ids: list[str | None]
     closed: list[Session]
+    #: keys whose reopen counter was forgotten (bounded memory of closed keys), oldest first
+    forgotten: list[str] = field(default_factory=list)
 
 
 class Sessionizer:
@@ -114,7 +145,7 @@ class Sessionizer:
     def __init__(self, *, keys: Sequence[str] = ("session_id", "user+host", "src_ip", "host"),
                  pattern: str | None = None, gap_s: float = 1800.0, max_events: int = 10_000,
                  max_duration_s: float = 86_400.0, half_life: float = 20.0, max_sequence: int = 512,
-                 max_event_ids: int = 20, max_closed_keys: int = 100_000) -> None:
+                 max_event_ids: int = 20, max_closed_keys: int = 100_000, max_members: int = 16) -> None:
         bad = [k for k in keys if k not in KEY_KINDS]
         if bad or not keys:
             raise ValueError(f"unknown session key kinds {bad or keys}; valid: {', '.join(KEY_KINDS)}")
@@ -131,6 +162,8 @@ class Sessionizer:
         self.max_sequence = int(max_sequence)
         self.max_event_ids = int(max_event_ids)
         self.max_closed_keys = int(max_closed_keys)
+        self.max_members = int(max_members)
+        self._forgotten: list[str] = []
         self.watermark = float("-inf")
         self._open: dict[str, Session] = {}  # by key
         self._segments: OrderedDict[str, int] = OrderedDict()  # key → segments opened (bounded)
@@ -159,18 +192,21 @@ class Sessionizer:
         return None
 
     def observe(self, events: Sequence[Mapping[str, Any]], vectors: np.ndarray, template_ids: Sequence[str],
-                templates: Sequence[str] | None = None, scores: Sequence[float] | None = None) -> Observation:
+                templates: Sequence[str] | None = None, scores: Sequence[float] | None = None,
+                keys: Sequence[tuple[str, tuple[str, str]] | None] | None = None) -> Observation:
         """Add a batch of events (in stream order) and return what closed.
 
         ``vectors`` has one row per event; ``templates`` (texts) and ``scores``
-        (event scores) are optional. Closed sessions come in closing order: those a
-        key's next event closed (gap/limits), then those the batch's watermark
-        evicted (oldest end first).
+        (event scores) are optional; ``keys`` (one :meth:`key_of` result per event)
+        when the caller computed them already (a repartitioned stream). Closed
+        sessions come in closing order: those a key's next event closed
+        (gap/limits), then those the batch's watermark evicted (oldest end first).
         """
         ids: list[str | None] = []
         closed: list[Session] = []
+        self._forgotten = []
         for i, ev in enumerate(events):
-            found = self.key_of(ev)
+            found = keys[i] if keys is not None else self.key_of(ev)
             if found is None:
                 ids.append(None)
                 continue
@@ -191,7 +227,37 @@ class Sessionizer:
                 sess.reason = "max_events"
                 closed.append(self._close(key))
         closed.extend(self.evict(self.watermark))
-        return Observation(ids, closed)
+        forgotten, self._forgotten = self._forgotten, []
+        return Observation(ids, closed, forgotten)
+
+    def get(self, key: str) -> Session | None:
+        """The open session of ``key``, if any."""
+        return self._open.get(key)
+
+    def sessions(self) -> list[Session]:
+        """The open sessions (a copy of the list; the sessions themselves are live)."""
+        return list(self._open.values())
+
+    def segment(self, key: str) -> int:
+        """How many sessions ``key`` has opened (0 when unknown or forgotten)."""
+        return self._segments.get(key, 0)
+
+    def adopt(self, session: Session, segment: int | None = None) -> None:
+        """Take over an open session restored from elsewhere (a changelog); the watermark follows its end."""
+        self._open[session.key] = session
+        self.remember(session.key, segment if segment is not None else _segment_of(session))
+        self.watermark = max(self.watermark, session.end)
+
+    def remember(self, key: str, segment: int) -> None:
+        """Restore the reopen counter of a closed key (from a changelog)."""
+        self._segments.pop(key, None)
+        self._segments[key] = max(1, int(segment))
+        while len(self._segments) > self.max_closed_keys:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        k, _ = self._segments.popitem(last=False)
+        self._forgotten.append(k)
 
     def evict(self, now: float) -> list[Session]:
         """Close the sessions idle for more than the gap (or too long) at event time ``now``."""
@@ -218,7 +284,7 @@ class Sessionizer:
         n = self._segments.pop(key, 0) + 1
         self._segments[key] = n
         while len(self._segments) > self.max_closed_keys:
-            self._segments.popitem(last=False)
+            self._forget_oldest()
         sess = Session(session_id=key if n == 1 else f"{key}#{n}", key=key, entity=entity, start=t, end=t)
         self._open[key] = sess
         return sess
@@ -232,6 +298,8 @@ class Sessionizer:
         s.bag[tid] += 1
         if tid not in s.templates:
             s.templates[tid] = text
+        if tid not in s.members and len(s.members) < self.max_members:
+            s.members[tid] = np.asarray(vec, dtype=np.float32).copy()
         if len(s.sequence) < self.max_sequence:
             s.sequence.append(tid)
         if len(s.event_ids) < self.max_event_ids and ev.get("event_id"):
@@ -255,3 +323,9 @@ class Sessionizer:
             s = Session.from_dict(d)
             self._open[s.key] = s
         self._segments = OrderedDict((str(k), int(n)) for k, n in state["segments"])
+
+
+def _segment_of(session: Session) -> int:
+    """The reopen number in a session id (``key`` → 1, ``key#3`` → 3)."""
+    tail = session.session_id[len(session.key):]
+    return int(tail[1:]) if tail.startswith("#") and tail[1:].isdigit() else 1

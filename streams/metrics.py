@@ -40,11 +40,23 @@ TEXT_CACHE = Counter("secstream_text_cache_total", "Text embedding cache lookups
 ALERT_THRESHOLD = Gauge("secstream_alert_threshold_score", "Score (0-100) above which an event alerts.",
                         registry=REGISTRY)
 
+SESSIONS_OPEN = Gauge("secstream_sessions_open", "Open sessions held by this worker (its session partitions).",
+                      registry=REGISTRY)
+SESSIONS_CLOSED = Counter("secstream_sessions_closed_total",
+                          "Sessions closed and scored, by why they closed (gap, max_events, max_duration, flush).",
+                          ["reason"], registry=REGISTRY)
+SESSIONS_ROLLING = Counter("secstream_sessions_rolling_scores_total",
+                           "Early (rolling) scores of long open sessions.", registry=REGISTRY)
+SESSION_SCORE = Histogram("secstream_session_score", "Scores (0-100) of closed sessions after warm-up.",
+                          buckets=(10, 25, 50, 75, 80, 85, 90, 95, 99, 100), registry=REGISTRY)
+
 for _result in ("ok", "invalid"):
     EVENTS.labels(_result)
 for _reason in ("not_utf8", "not_json", "not_object", "too_large", "missing_field", "wrong_type", "invalid_value",
                 "processing_error"):
     DLQ.labels(_reason)
+for _reason in ("gap", "max_events", "max_duration", "flush"):
+    SESSIONS_CLOSED.labels(_reason)
 
 
 def serve(port: int, host: str = "0.0.0.0") -> None:

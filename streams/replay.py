@@ -5,11 +5,13 @@ Writes ``events.jsonl`` (one line per input record, in input order),
 ``sessions.jsonl`` (one line per session when it closes, or at end of input) and
 ``alerts.jsonl`` (the alerts exactly as they would be published).
 
-Sessions come from :class:`detection.sessions.Sessionizer` (key: ``session_id``,
-else user+host, src_ip, host; inactivity gap on event time) and are scored at
-close by :class:`detection.session_score.SessionScorer` (prequential: against past
-closed sessions only); ``alert`` is ``score >= pipeline.threshold`` outside the
-session warm-up, and each alerting session adds a ``session_anomaly`` alert.
+Sessions go through :class:`streams.session_stage.SessionStage`, the stage the
+worker runs: :class:`detection.sessions.Sessionizer` (key: ``session_id``, else
+user+host, src_ip, host; inactivity gap on event time), scored at close by
+:class:`detection.session_score.SessionScorer` (prequential: against past closed
+sessions only); ``alert`` is ``score >= pipeline.threshold`` outside the session
+warm-up, and each alerting session adds a ``session_anomaly`` alert (a long open
+session may alert early, with the same alert id).
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detection.session_score import SessionScorer, session_alert
-from detection.sessions import Session, Sessionizer
+from detection.session_score import SessionScorer
+from detection.sessions import Sessionizer
 from streams.adapters import Record, read_records
 from streams.console import Progress
 from streams.pipeline import Accepted, Pipeline, Rejected
-from streams.runtime import build_pipeline, build_sessions, build_store, settle_heap
+from streams.runtime import (
+    build_pipeline,
+    build_session_stage,
+    build_store,
+    settle_heap,
+)
+from streams.session_stage import SessionOutcome, SessionStage
 from streams.settings import Settings
 
 
@@ -61,34 +69,36 @@ def _line(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
-def _close_sessions(closed: list[Session], scorer: SessionScorer, pipeline: Pipeline, s_out: Any, al_out: Any,
-                    summary: ReplaySummary) -> None:
-    """Score closed sessions in closing order (each before it is learned) and write them."""
-    for sess in closed:
-        res = scorer.process(sess)
-        alert = (not res.warmup) and res.score >= pipeline.threshold
-        s_out.write(_line({"session_id": sess.session_id, "score": round(res.score, 3), "alert": alert,
-                           "events": sess.events}))
-        summary.sessions += 1
-        if alert:
-            al_out.write(_line(session_alert(sess, res, model_version=pipeline.model_version, texts=scorer.texts)))
-            summary.alerts += 1
-            summary.session_alerts += 1
+def _write_sessions(outcome: SessionOutcome, s_out: Any, al_out: Any, summary: ReplaySummary) -> None:
+    """Sessions that closed (each scored before it was learned) and the session alerts, in closing order."""
+    for c in outcome.closed:
+        s_out.write(_line({"session_id": c.session.session_id, "score": round(c.result.score, 3), "alert": c.alert,
+                           "events": c.session.events}))
+    summary.sessions += len(outcome.closed)
+    for alert in outcome.alerts:
+        al_out.write(_line(alert))
+    summary.alerts += len(outcome.alerts)
+    summary.session_alerts += len(outcome.alerts)
 
 
 def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path, *, batch_size: int = 2000,
-                   progress: Progress | None = None, sessionizer: Sessionizer | None = None,
+                   progress: Progress | None = None, sessions: SessionStage | None = None,
+                   sessionizer: Sessionizer | None = None,
                    session_scorer: SessionScorer | None = None) -> ReplaySummary:
     """Score ``records`` in order and write the three contract files under ``out_dir``.
 
-    ``sessionizer``/``session_scorer`` default to fresh ones with default parameters.
+    ``sessions`` is the session stage (as the worker builds it); without one, a
+    stage is made of ``sessionizer``/``session_scorer`` (fresh defaults if absent)
+    and no store.
     """
     import time
 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = ReplaySummary()
-    sessionizer = sessionizer or Sessionizer()
-    scorer = session_scorer or SessionScorer(pipeline.encoder.dim)
+    if sessions is None:
+        sz = sessionizer if sessionizer is not None else Sessionizer()  # an empty one is falsy (__len__)
+        sessions = SessionStage(session_scorer or SessionScorer(pipeline.encoder.dim), lambda: sz,
+                                threshold=pipeline.threshold, model_version=pipeline.model_version)
     started = time.perf_counter()
     with open(out_dir / "events.jsonl", "w", encoding="utf-8") as ev_out, \
             open(out_dir / "alerts.jsonl", "w", encoding="utf-8") as al_out, \
@@ -98,13 +108,13 @@ def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path,
             outcome = pipeline.process([r.value for r in valid if r.value is not None])
             by_pos = {id(valid[res.index]): res for res in outcome.results}
             acc = [r for r in outcome.results if isinstance(r, Accepted) and r.event is not None and r.row >= 0]
-            obs = None
+            s_outcome = None
             if acc and outcome.vectors is not None:
-                obs = sessionizer.observe([r.event for r in acc if r.event is not None],
-                                          outcome.vectors[[r.row for r in acc]],
-                                          [r.template_id or "" for r in acc], [r.template or "" for r in acc],
-                                          [r.score for r in acc])
-            session_of = {id(r): sid for r, sid in zip(acc, obs.session_ids)} if obs is not None else {}
+                s_outcome = sessions.observe([r.event for r in acc if r.event is not None],
+                                             outcome.vectors[[r.row for r in acc]],
+                                             [r.template_id or "" for r in acc], [r.template or "" for r in acc],
+                                             [r.score for r in acc])
+            session_of = {id(r): sid for r, sid in zip(acc, s_outcome.session_ids)} if s_outcome is not None else {}
             for rec in batch:
                 summary.records += 1
                 res = by_pos.get(id(rec))
@@ -121,14 +131,13 @@ def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path,
                     summary.events += 1
                     ev_out.write(_line({"event_id": res.event_id, "session_id": session_of.get(id(res)),
                                         "score": round(res.score, 3), "alert": res.alert}))
-            for alert in outcome.alerts:
-                al_out.write(_line(alert))
+            al_out.writelines(_line(alert) for alert in outcome.alerts)
             summary.alerts += len(outcome.alerts)
-            if obs is not None:
-                _close_sessions(obs.closed, scorer, pipeline, s_out, al_out, summary)
+            if s_outcome is not None:
+                _write_sessions(s_outcome, s_out, al_out, summary)
             if progress is not None:
                 progress.advance(len(batch), alerts=summary.alerts)
-        _close_sessions(sessionizer.flush(), scorer, pipeline, s_out, al_out, summary)
+        _write_sessions(sessions.flush(), s_out, al_out, summary)
     summary.seconds = time.perf_counter() - started
     if progress is not None:
         progress.close(alerts=summary.alerts)
@@ -143,11 +152,10 @@ def run_replay(path: Path, fmt: str, out_dir: Path, settings: Settings, *, keep_
         store = build_store(settings.model_copy(update={"qdrant_url": ""}), data_dir=root)
         try:
             pipeline = build_pipeline(settings, store)
-            sessionizer, scorer = build_sessions(settings, pipeline.encoder.dim)
+            stage = build_session_stage(settings, pipeline, store)
             settle_heap()
             progress = Progress(f"replay {path.name}")
             return replay_records(read_records(path, fmt, year=year), pipeline, out_dir,
-                                  batch_size=settings.batch_size, progress=progress,
-                                  sessionizer=sessionizer, session_scorer=scorer)
+                                  batch_size=settings.batch_size, progress=progress, sessions=stage)
         finally:
             store.close()

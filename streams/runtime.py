@@ -11,6 +11,7 @@ from detection.session_score import SessionScorer
 from detection.sessions import Sessionizer
 from encoders.hybrid import build_default_encoder
 from streams.pipeline import Pipeline
+from streams.session_stage import SessionStage
 from streams.settings import Settings
 from streams.store import VectorStore, open_store
 
@@ -59,6 +60,21 @@ def build_sessions(settings: Settings, dim: int) -> tuple[Sessionizer, SessionSc
                               max_duration_s=settings.session_max_duration_s)
     scorer = SessionScorer(dim, k=settings.session_knn_k, warmup=settings.session_warmup)
     return sessionizer, scorer
+
+
+def make_sessionizer(settings: Settings) -> Sessionizer:
+    """A sessionizer with the configured keys, gap and limits (one per session partition)."""
+    return Sessionizer(keys=settings.session_keys.split(","), pattern=settings.session_key_regex or None,
+                       gap_s=settings.session_gap_s, max_events=settings.session_max_events,
+                       max_duration_s=settings.session_max_duration_s)
+
+
+def build_session_stage(settings: Settings, pipeline: Pipeline, store: VectorStore | None) -> SessionStage:
+    """The session stage of a worker or a replay: sessionizers + scorer + the sessions collection."""
+    _, scorer = build_sessions(settings, pipeline.encoder.dim)
+    return SessionStage(scorer, lambda: make_sessionizer(settings), store=store,
+                        threshold=settings.alert_threshold, model_version=pipeline.model_version,
+                        rolling_every=settings.session_rolling_every)
 
 
 def settle_heap() -> None:

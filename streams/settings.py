@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     topic_dlq: str = "secstream.events.dlq"
     topic_alerts: str = "secstream.alerts"
     topic_feedback: str = "secstream.feedback"
+    topic_sessions: str = "secstream.sessions"  # one record per closed session (replay's sessions.jsonl line+)
     topic_partitions: int = Field(default=4, ge=1)
     app_id: str = "secstream"
     # Tansu holds a JoinGroup for the group's rebalance timeout: short timeouts make
@@ -61,12 +62,20 @@ class Settings(BaseSettings):
     novelty_scale: float = Field(default=0.10, gt=0, le=2)  # cosine distance that counts as fully novel
     tail_decades: float = Field(default=2.0, gt=0, le=6)  # score 100 = rarer than 1 in 10**decades
 
-    # Sessions (replay; the worker's Faust-table sessions are still to come).
+    # Sessions (replay and the worker's session agent).
+    # Key kinds tried in order (session_id, user+host, src_ip, host, user, regex); "regex"
+    # takes the first match of session_key_regex in the message (HDFS: blk_-?\d+).
+    session_keys: str = "session_id,user+host,src_ip,host"
+    session_key_regex: str = ""
     session_gap_s: float = Field(default=1800.0, gt=0)  # inactivity gap on event time
     session_max_events: int = Field(default=10_000, ge=1)
     session_max_duration_s: float = Field(default=86_400.0, gt=0)
     session_knn_k: int = Field(default=50, ge=1)
     session_warmup: int = Field(default=50, ge=0)  # closed sessions before session alerts
+    session_rolling_every: int = Field(default=100, ge=0)  # score open sessions every N events (0 = off)
+    # a worker with no events for this long (wall clock) advances its session watermark by
+    # the silence, so sessions still close when a stream stops
+    session_idle_s: float = Field(default=60.0, gt=0)
 
     # Worker.
     batch_size: int = Field(default=2000, ge=1)
@@ -84,6 +93,23 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("session_keys")
+    @classmethod
+    def _keys_known(cls, value: str) -> str:
+        from detection.sessions import KEY_KINDS
+
+        kinds = [k.strip() for k in value.split(",") if k.strip()]
+        bad = [k for k in kinds if k not in KEY_KINDS]
+        if bad or not kinds:
+            raise ValueError(f"unknown session key kinds {bad or value!r}; valid: {', '.join(KEY_KINDS)}")
+        return ",".join(kinds)
+
+    @model_validator(mode="after")
+    def _regex_given(self) -> "Settings":
+        if "regex" in self.session_keys.split(",") and not self.session_key_regex:
+            raise ValueError("session key kind 'regex' needs SECSTREAM_SESSION_KEY_REGEX, e.g. blk_-?\\d+")
+        return self
 
     @model_validator(mode="after")
     def _weights_positive(self) -> "Settings":

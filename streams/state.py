@@ -70,3 +70,32 @@ def load_state(pipeline: Pipeline, directory: Path) -> bool:
     log.info("restored state: %d exemplars, %d events seen", len(pipeline.detector.baseline),
              pipeline.detector.baseline.seen)
     return True
+
+
+def save_session_state(scorer: Any, directory: Path, model_version: str) -> None:
+    """Write the session scorer's learned state (past-session baseline, calibrators, models)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    snap = scorer.snapshot()
+    arrays = {k: np.ascontiguousarray(v) for k, v in snap["arrays"].items()}
+    _atomic_write(directory / "sessions.safetensors", lambda p: save_file(arrays, str(p)))
+    meta = {"model_version": model_version, "scorer": snap["meta"]}
+    _atomic_write(directory / "sessions.json", lambda p: p.write_text(json.dumps(meta), encoding="utf-8"))
+
+
+def load_session_state(scorer: Any, directory: Path, model_version: str) -> bool:
+    """Restore what :func:`save_session_state` wrote; False when there is none or it is unusable."""
+    meta_path, arrays_path = directory / "sessions.json", directory / "sessions.safetensors"
+    if not (meta_path.exists() and arrays_path.exists()):
+        return False
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("model_version") != model_version:
+            log.warning("ignoring session state in %s: model version %s, running %s", directory,
+                        meta.get("model_version"), model_version)
+            return False
+        scorer.restore({"meta": meta["scorer"], "arrays": load_file(str(arrays_path))})
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("ignoring unreadable session state in %s: %s", directory, exc)
+        return False
+    log.info("restored session scorer state: %d sessions seen", scorer.seen)
+    return True
