@@ -25,8 +25,10 @@ import faust
 from streams import metrics
 from streams.pipeline import EVENTS as EVENTS_COLLECTION
 from streams.pipeline import BatchOutcome, Pipeline
+from streams.session_agent import SessionAgent, encode_steps
+from streams.session_stage import SessionStage
 from streams.settings import Settings
-from streams.state import save_state
+from streams.state import save_session_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,11 @@ class Worker:
     """Owns the Faust app, the pipeline and the thread the pipeline runs in."""
 
     def __init__(self, settings: Settings, bootstrap: str, pipeline: Pipeline, *, state_dir: Any,
-                 sample: Callable[[], Iterable[bytes]] | None = None, out: TextIO | None = None) -> None:
+                 sessions: SessionStage | None = None, sample: Callable[[], Iterable[bytes]] | None = None,
+                 out: TextIO | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
+        self.stage = sessions
         self.state_dir = state_dir
         self.out = out or sys.__stdout__
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
@@ -89,6 +93,12 @@ class Worker:
         self.events_topic = self.app.topic(s.topic_events, partitions=s.topic_partitions)
         self.dlq_topic = self.app.topic(s.topic_dlq, partitions=1)
         self.alerts_topic = self.app.topic(s.topic_alerts, partitions=1)
+        self.sessions: SessionAgent | None = None
+        if sessions is not None:
+            self.sessions = SessionAgent(
+                self.app, sessions, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
+                batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), idle_s=s.session_idle_s,
+                alerts_topic=self.alerts_topic, sessions_topic=self.app.topic(s.topic_sessions, partitions=1))
         self.app.agent(self.events_topic, name="events")(self._events_agent)
         self.app.timer(5.0, name="lag")(self._lag_timer)
         self.app.timer(s.state_interval_s, name="state")(self._state_timer)
@@ -103,8 +113,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_within_s):
             values = [e.value if isinstance(e.value, bytes) else bytes(e.value or b"") for e in events]
-            outcome: BatchOutcome = await loop.run_in_executor(self.executor, self.pipeline.process, values)
-            await self._publish(outcome, events)
+            outcome, steps = await loop.run_in_executor(self.executor, self._process, values)
+            await self._publish(outcome, events, steps)
             now = time.time()
             for e in events:
                 ts = e.message.timestamp
@@ -123,8 +133,16 @@ class Worker:
             metrics.TEXT_CACHE.labels("miss").inc(misses - last_misses)
         self._cache_seen = (hits, misses)
 
-    async def _publish(self, outcome: BatchOutcome, events: list[Any]) -> None:
+    def _process(self, values: list[bytes]) -> tuple[BatchOutcome, list[tuple[bytes, bytes]]]:
+        """Score a batch and derive its session steps (on the pipeline thread)."""
+        outcome = self.pipeline.process(values)
+        steps = encode_steps(outcome, self.stage) if self.stage is not None else []
+        return outcome, steps
+
+    async def _publish(self, outcome: BatchOutcome, events: list[Any], steps: list[tuple[bytes, bytes]]) -> None:
         sends = []
+        if self.sessions is not None and steps:
+            sends.extend(await self.sessions.send_steps(steps))
         for r in outcome.rejected:
             msg = events[r.index].message
             record = r.dlq_record(source=f"{msg.topic}/{msg.partition}/{msg.offset}")
@@ -156,6 +174,8 @@ class Worker:
     def save(self) -> None:
         """Persist detector/encoder state and flush the store (runs on the pipeline thread)."""
         save_state(self.pipeline, self.state_dir)
+        if self.stage is not None:
+            save_session_state(self.stage.scorer, self.state_dir, self.pipeline.model_version)
         if self.pipeline.store is not None:
             self.pipeline.store.flush()
 

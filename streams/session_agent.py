@@ -1,0 +1,249 @@
+"""Live sessions in the worker: a repartitioned step stream and a changelog-backed Faust table.
+
+The events agent scores events and sends one compact *step* per sessionized event
+(time, event id, template, score, vector) to the internal topic
+``<app_id>-session-steps``, keyed by the session key. That is a repartition, as
+Faust's ``group_by`` does, made explicit because what travels is the pipeline's
+output (the vector), not the raw event, so nothing is encoded twice. Every step of
+a session thus reaches the same partition, hence one worker.
+
+The session agent consumes the steps in batches, one
+:class:`~streams.session_stage.SessionStage` sessionizer per partition, and mirrors
+what each batch changed into the Faust table ``sessions`` (changelog topic
+``<app_id>-sessions-changelog``, co-partitioned with the steps):
+
+- ``s:<key>`` → the open session (plain data, vectors base64) — written when a
+  batch touches it, deleted (tombstone) when it closes;
+- ``n:<key>`` → ``[partition, n]``, the reopen counter of a closed key (so the next
+  session of the key is ``key#n+1`` after a restart too), deleted when the bounded
+  memory of closed keys forgets it;
+- ``w:<partition>`` → ``[partition, watermark]``.
+
+A (re)started worker recovers the table from the changelog (Faust does that before
+its agents resume) and rebuilds each assigned partition's open sessions from it;
+revoked partitions are dropped (their new owner recovers them). Memory stays
+bounded: closed sessions leave the table, and the reopen counters are an LRU.
+
+At-least-once, like the rest (Tansu has no transactions): a crash between a
+changelog write and the offset commit replays the steps of that window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+import numpy as np
+
+from detection.sessions import Session, iso_time
+from streams import metrics
+from streams.pipeline import Accepted, BatchOutcome
+from streams.session_stage import SessionOutcome, SessionStage
+
+log = logging.getLogger(__name__)
+
+TABLE = "sessions"
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def encode_steps(outcome: BatchOutcome, stage: SessionStage) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the session steps of a processed batch, in input order."""
+    out: list[tuple[bytes, bytes]] = []
+    if outcome.vectors is None:
+        return out
+    for r in outcome.results:
+        if not isinstance(r, Accepted) or r.event is None or r.row < 0:
+            continue
+        found = stage.key_of(r.event)
+        if found is None:
+            continue
+        key, entity = found
+        vec = np.ascontiguousarray(outcome.vectors[r.row], dtype="<f4")
+        out.append((key.encode("utf-8"), _dumps({
+            "k": key, "en": list(entity), "t": r.event["time"], "id": r.event_id, "tid": r.template_id or "",
+            "tpl": r.template or "", "s": round(float(r.score), 3), "v": base64.b64encode(vec.tobytes()).decode(),
+        })))
+    return out
+
+
+def decode_steps(values: Sequence[bytes]) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Steps (plain dicts) and their vectors; an unreadable step is logged and skipped (it is our own output)."""
+    steps, rows = [], []
+    for v in values:
+        try:
+            d = json.loads(v)
+            rows.append(np.frombuffer(base64.b64decode(d["v"]), dtype="<f4"))
+            steps.append(d)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping unreadable session step: %s", exc)
+    dims = {r.shape[0] for r in rows}
+    if len(dims) > 1:  # model change mid-stream: keep the newest width
+        width = rows[-1].shape[0]
+        keep = [i for i, r in enumerate(rows) if r.shape[0] == width]
+        steps, rows = [steps[i] for i in keep], [rows[i] for i in keep]
+    return steps, (np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
+
+
+def session_record(c: Any) -> dict[str, Any]:
+    """The ``secstream.sessions`` message of a closed session (replay's sessions.jsonl line, plus context)."""
+    s: Session = c.session
+    return {"session_id": s.session_id, "score": round(c.result.score, 3), "alert": c.alert, "events": s.events,
+            "start": iso_time(s.start), "end": iso_time(s.end), "entity": {"type": s.entity[0], "id": s.entity[1]},
+            "reason": s.reason, "warmup": c.result.warmup,
+            "templates": [{"id": t, "count": n} for t, n in s.bag.most_common(10)]}
+
+
+class SessionAgent:
+    """The session half of a worker; see the module docstring."""
+
+    def __init__(self, app: faust.App, stage: SessionStage, executor: ThreadPoolExecutor, *, app_id: str,
+                 partitions: int, batch_size: int, within_s: float, idle_s: float, alerts_topic: Any,
+                 sessions_topic: Any) -> None:
+        self.app = app
+        self.stage = stage
+        self.executor = executor
+        self.batch_size, self.within_s, self.idle_s = batch_size, within_s, idle_s
+        self.alerts_topic, self.sessions_topic = alerts_topic, sessions_topic
+        self.steps_topic = app.topic(f"{app_id}-session-steps", partitions=partitions, internal=True,
+                                     key_serializer="raw", value_serializer="raw")
+        self.table = app.Table(TABLE, partitions=partitions, key_type=bytes)  # values: JSON plain data
+        self.table.on_recover(self._recovered)
+        self.restored: set[int] = set()
+        self.last_step = time.monotonic()
+        app.agent(self.steps_topic, name="sessions")(self._agent)
+        app.timer(5.0, name="sessions-idle")(self._idle_timer)
+
+    # ------------------------------------------------------------------ steps in
+    async def send_steps(self, steps: list[tuple[bytes, bytes]]) -> list[Any]:
+        """Publish steps (the events agent calls this); returns the send futures to await."""
+        return [await self.steps_topic.send(key=k, value=v) for k, v in steps]
+
+    async def _agent(self, stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(self.batch_size, within=self.within_s):
+            self.last_step = time.monotonic()
+            by_partition: dict[int, list[bytes]] = {}
+            for e in events:
+                by_partition.setdefault(e.message.partition, []).append(bytes(e.value or b""))
+            for partition, values in sorted(by_partition.items()):
+                if partition not in self.restored:  # assigned after our last recovery callback
+                    self._restore(partition)
+                outcome = await loop.run_in_executor(self.executor, self._observe, partition, values)
+                await self._emit(partition, outcome)
+
+    def _observe(self, partition: int, values: list[bytes]) -> SessionOutcome:
+        steps, vectors = decode_steps(values)
+        if not steps:
+            return SessionOutcome()
+        events = [{"time": d["t"], "event_id": d["id"]} for d in steps]
+        keys = [(str(d["k"]), (str(d["en"][0]), str(d["en"][1]))) for d in steps]
+        return self.stage.observe(events, vectors, [d["tid"] for d in steps], [d["tpl"] for d in steps],
+                                  [float(d["s"]) for d in steps], partition=partition, keys=keys)
+
+    async def _idle_timer(self) -> None:
+        """Close sessions when the stream has been silent: advance each watermark by the silence."""
+        silence = time.monotonic() - self.last_step
+        if silence < self.idle_s:
+            return
+        loop = asyncio.get_running_loop()
+        for partition in sorted(self.restored):
+            outcome = await loop.run_in_executor(self.executor, self.stage.advance, partition, silence)
+            if outcome.closed:
+                await self._emit(partition, outcome)
+
+    # ------------------------------------------------------------------ effects out
+    async def _emit(self, partition: int, outcome: SessionOutcome) -> None:
+        self._persist(partition, outcome)
+        sends = []
+        for c in outcome.closed:
+            sends.append(await self.sessions_topic.send(key=c.session.session_id.encode("utf-8"),
+                                                        value=_dumps(session_record(c))))
+            metrics.SESSIONS_CLOSED.labels(c.session.reason or "gap").inc()
+            if not c.result.warmup:
+                metrics.SESSION_SCORE.observe(c.result.score)
+        for alert in outcome.alerts:
+            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=_dumps(alert)))
+            metrics.ALERTS.labels(alert["kind"], alert["severity"]).inc()
+        if outcome.rolling:
+            metrics.SESSIONS_ROLLING.inc(outcome.rolling)
+        metrics.SESSIONS_OPEN.set(self.stage.open_sessions())
+        if sends:
+            await asyncio.gather(*sends)
+
+    def _persist(self, partition: int, outcome: SessionOutcome) -> None:
+        for sess in outcome.touched:
+            self._write(partition, b"s:" + sess.key.encode("utf-8"), {"p": partition, **sess.to_dict()})
+        for key in outcome.ended:
+            self._write(partition, b"s:" + key.encode("utf-8"), None)
+        for key, n in outcome.segments:
+            self._write(partition, b"n:" + key.encode("utf-8"), [partition, n])
+        for key in outcome.forgotten:
+            self._write(partition, b"n:" + key.encode("utf-8"), None)
+        sz = self.stage.sessionizers.get(partition)
+        if sz is not None and sz.watermark != float("-inf"):
+            self._write(partition, f"w:{partition}".encode(), [partition, sz.watermark])
+
+    def _write(self, partition: int, key: bytes, value: Any) -> None:
+        """Set (or delete, ``None``) a table key and send it to changelog partition ``partition``.
+
+        The table's own ``__setitem__`` takes the partition from the current event,
+        which a batch of events from ``take_events`` does not set; the partition is
+        known here, so this writes the store and the changelog directly (Faust's
+        ``Table.send_changelog`` + the table's store, as ``on_key_set`` does).
+        """
+        if value is None:
+            if key in self.table.data:
+                self.table.send_changelog(partition, key, None, value_serializer="raw")
+                del self.table.data[key]
+            return
+        self.table.send_changelog(partition, key, value)
+        self.table.data[key] = value
+
+    # ------------------------------------------------------------------ recovery
+    def _active(self) -> set[int]:
+        name = self.steps_topic.get_topic_name()
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == name}
+
+    async def _recovered(self) -> None:
+        """After every recovery: drop partitions no longer ours, rebuild the newly assigned ones."""
+        active = self._active()
+        for partition in sorted(self.restored - active):
+            dropped = self.stage.drop(partition)
+            self.restored.discard(partition)
+            log.info("sessions: partition %d revoked, %d open sessions handed over", partition, dropped)
+        for partition in sorted(active - self.restored):
+            self._restore(partition)
+
+    def _restore(self, partition: int) -> None:
+        """Rebuild ``partition``'s open sessions, reopen counters and watermark from the table."""
+        self.stage.drop(partition)
+        sz = self.stage.sessionizer(partition)
+        opened = remembered = 0
+        for key, value in list(self.table.data.items()):
+            kind, name = bytes(key)[:2], bytes(key)[2:].decode("utf-8", "replace")
+            try:
+                if kind == b"s:" and value.get("p") == partition:
+                    sz.adopt(Session.from_dict(value))
+                    opened += 1
+                elif kind == b"n:" and value[0] == partition and sz.get(name) is None:
+                    sz.remember(name, int(value[1]))
+                    remembered += 1
+                elif kind == b"w:" and value[0] == partition:
+                    sz.watermark = max(sz.watermark, float(value[1]))
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                log.warning("sessions: skipping unreadable table entry %r: %s", key[:80], exc)
+        self.restored.add(partition)
+        metrics.SESSIONS_OPEN.set(self.stage.open_sessions())
+        if opened or remembered:
+            log.info("sessions: partition %d recovered %d open sessions, %d closed keys", partition, opened,
+                     remembered)

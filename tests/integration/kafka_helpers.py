@@ -1,0 +1,120 @@
+"""Helpers of the integration tests that run a worker process against the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+
+from streams.broker import free_port
+
+
+def metric(port: int, name: str, labels: str = "") -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return -1.0
+    sel = rf"\{{{re.escape(labels)}\}}" if labels else ""
+    m = re.search(rf"^{re.escape(name)}{sel} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(m.group(1)) if m else -1.0
+
+
+class WorkerProc:
+    def __init__(self, bootstrap: str, data_dir: Path, log_path: Path, **env_extra: str) -> None:
+        self.port = free_port()
+        env = {**os.environ, "SECSTREAM_KAFKA_BOOTSTRAP": bootstrap, "SECSTREAM_DATA_DIR": str(data_dir),
+               "SECSTREAM_PRINT_ALERTS": "false", "SECSTREAM_METRICS_PORT": str(self.port),
+               "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning",
+               # one partition unless asked: the worker consumes in input order, so events
+               # produced last are scored last whatever their key
+               "SECSTREAM_TOPIC_PARTITIONS": "1", "HF_HUB_OFFLINE": "1", **env_extra}
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run"], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def processed(self) -> float:
+        ok = metric(self.port, "secstream_events_total", 'result="ok"')
+        bad = metric(self.port, "secstream_events_total", 'result="invalid"')
+        return ok + bad if ok >= 0 and bad >= 0 else -1.0
+
+    def wait_processed(self, n: int, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}"
+            if self.processed() >= n:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"worker processed {self.processed()} of {n} messages in {timeout:.0f}s")
+
+    def wait_metric(self, name: str, at_least: float, timeout: float = 120.0, labels: str = "") -> float:
+        """Poll /metrics until ``name`` reaches ``at_least``; returns the value."""
+        deadline = time.monotonic() + timeout
+        value = -1.0
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}"
+            value = metric(self.port, name, labels)
+            if value >= at_least:
+                return value
+            time.sleep(0.5)
+        raise AssertionError(f"{name} stayed at {value} (< {at_least}) for {timeout:.0f}s")
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(120)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.log.close()
+        return code
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create ``name`` up front: a producer racing the worker would otherwise auto-create it
+    with the broker's default partition count, and events keyed by entity would then be
+    consumed out of input order."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+async def drain(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes | None, bytes]]:
+    """Everything in ``topic`` now: read up to each partition's end offset (no idle guess)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=32 * 1024 * 1024)
+    await consumer.start()
+    out = []
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        deadline = time.monotonic() + timeout_s
+        while not partitions and time.monotonic() < deadline:
+            await consumer.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+            await asyncio.sleep(0.2)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while any(pos < ends[tp] for tp, pos in zip(tps, [await consumer.position(tp) for tp in tps])):
+            assert time.monotonic() < deadline, f"could not read {topic} to its end in {timeout_s:.0f}s"
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                out.extend((r.key, r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return out
