@@ -16,7 +16,9 @@ estimated from the stream itself:
 Surprise is ``-log10 P`` (decades). Pure: plain values in, plain values out.
 Memory is bounded per field: when a field holds more than ``max_values``
 distinct values, the ones seen once are forgotten (they were the least
-informative), which only makes later new values look a little less surprising.
+informative), and if more than half of ``max_values`` are left (values that
+recur), only the commonest half is kept; this only makes later new values look
+a little less surprising.
 """
 
 from __future__ import annotations
@@ -131,6 +133,8 @@ class ValueRarity:
         ones = [v for v, c in counter.items() if c == 1]
         for v in ones:
             del counter[v]
+        if len(counter) > self.max_values // 2:  # values that recur (each seen twice, ...): keep the commonest half
+            self.counts[field] = Counter(dict(counter.most_common(self.max_values // 2)))
         self.singletons[field] = 0
 
     def snapshot(self) -> dict[str, Any]:

@@ -54,6 +54,21 @@ def test_memory_is_bounded_and_snapshot_round_trips() -> None:
     assert r.score(probe) == other.score(probe)
 
 
+def test_a_field_of_recurring_values_stays_bounded_and_prunes_rarely() -> None:
+    # each value seen twice: forgetting the values seen once frees nothing, so without the
+    # halving every new value would scan the full table (and be forgotten at once)
+    r = ValueRarity(fields=("dst_port",), min_events=1, max_values=1000)
+    prunes = []
+    prune = r._prune
+    r._prune = lambda f: (prunes.append(f), prune(f))  # type: ignore[method-assign]
+    for i in range(0, 20_000, 50):
+        r.learn(_events([str(p) for p in range(i, i + 50) for _ in range(2)], "dst_port"))
+        assert len(r.counts["dst_port"]) <= 1000
+    assert len(prunes) <= 2 * 20_000 // 500
+    assert r.counts["dst_port"]["19999"] == 2  # the latest values are still learned
+    assert r.singletons["dst_port"] == sum(1 for c in r.counts["dst_port"].values() if c == 1)
+
+
 def test_process_paths_compare_by_basename() -> None:
     assert field_value({"process": r"C:\Tools\MimiKatz.EXE"}, "process") == "mimikatz.exe"
     assert field_value({"process": "/usr/sbin/sshd"}, "process") == "sshd"
