@@ -22,7 +22,7 @@ from pydantic import ValidationError  # noqa: E402
 from schemas.errors import SecstreamError  # noqa: E402
 
 FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
-BENCHES = ("encode", "eval-hdfs", "sample", "store", "quantization")
+BENCHES = ("encode", "eval-hdfs", "sample", "store", "quantization", "sessions-memory")
 TRAINABLE = ("categorical",)
 log = logging.getLogger("secstream")
 
@@ -194,6 +194,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from bench.quantization import main as quant_main
 
         return quant_main(args.rest)
+    if args.what == "sessions-memory":
+        from bench.session_memory import main as sessions_memory_main
+
+        return sessions_memory_main(args.rest)
     raise CliError(f"unknown benchmark {args.what!r}; valid: {', '.join(BENCHES)}")
 
 
