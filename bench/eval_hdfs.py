@@ -1,6 +1,6 @@
 """HDFS session evaluation: chronological, prequential replay, joined with the block labels.
 
-    python -m bench.eval_hdfs [--data DIR] [--limit-sessions N] [--gap S] [--plot PATH] [--json]
+    python -m bench.eval_hdfs [--data DIR] [--limit-sessions N] [--gap S] [--sequence on|off] [--plot PATH] [--json]
 
 Replays ``hdfs/hdfs_events_2percent.parquet`` through :func:`streams.replay.replay_records`
 with a fresh pipeline (no store), sorted by event time (stable) when it is not
@@ -90,10 +90,11 @@ def load_records(events: Path, limit_sessions: int | None) -> tuple[list[Record]
 
 
 def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 1800.0,
-             plot: Path | None = None, batch_size: int = 2000) -> dict[str, Any]:
+             plot: Path | None = None, batch_size: int = 2000, sequence: bool | None = None) -> dict[str, Any]:
     """Run the replay and compute the metrics (see the module docstring)."""
     import pyarrow.parquet as pq
 
+    from detection.session_score import SessionScorer
     from streams.replay import replay_records
     from streams.runtime import build_pipeline
     from streams.settings import Settings
@@ -104,8 +105,9 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
     with tempfile.TemporaryDirectory(prefix="secstream-eval-") as tmp:
         out = Path(tmp)
         t0 = time.perf_counter()
+        scorer = None if sequence is None else SessionScorer(pipeline.encoder.dim, sequence=sequence)
         summary = replay_records(iter(recs), pipeline, out, batch_size=batch_size,
-                                 sessionizer=Sessionizer(gap_s=gap_s))
+                                 sessionizer=Sessionizer(gap_s=gap_s), session_scorer=scorer)
         wall = time.perf_counter() - t0
         sessions = [json.loads(x) for x in (out / "sessions.jsonl").read_text(encoding="utf-8").splitlines()]
         kinds: dict[str, int] = {}
@@ -135,7 +137,7 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
         "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
         "best_f1": round(float(f1s[best]), 4) if f1s.size else 0.0,
         "best_f1_threshold": round(float(thr[best]), 3) if f1s.size else None,
-        "alerts": kinds, "wall_s": round(wall, 1),
+        "sequence_model": sequence, "alerts": kinds, "wall_s": round(wall, 1),
         "events_per_s": round(summary.events / wall, 1) if wall else 0.0,
         "sessions_per_s": round(summary.sessions / wall, 1) if wall else 0.0,
     }
@@ -154,12 +156,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--limit-sessions", type=int, default=None, help="only the first N blocks (quick run)")
     ap.add_argument("--gap", type=float, default=1800.0, help="session inactivity gap, seconds of event time")
     ap.add_argument("--plot", type=Path, default=None, help="PR curve output (CSV points; no matplotlib here)")
+    ap.add_argument("--sequence", choices=("on", "off"), default=None,
+                    help="session sequence model (GRU) on or off; default: the scorer's default (off)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     if not (args.data / "hdfs" / "hdfs_events_2percent.parquet").exists():
         print(f"HDFS sample not found under {args.data}/hdfs", file=sys.stderr)
         return 2
-    res = evaluate(args.data, limit_sessions=args.limit_sessions, gap_s=args.gap, plot=args.plot)
+    res = evaluate(args.data, limit_sessions=args.limit_sessions, gap_s=args.gap, plot=args.plot,
+                   sequence=None if args.sequence is None else args.sequence == "on")
     if args.json:
         print(json.dumps(res))
     else:

@@ -6,12 +6,20 @@ ids, hashed into ``bag_dim`` buckets, sqrt-tf, L2. Its novelty is the
 support-weighted kNN distance (:class:`detection.novelty.ExemplarBaseline`) to
 PAST CLOSED SESSIONS only, calibrated 0–100 by a :class:`TailCalibrator`.
 
-Transition surprise (a stand-in for the issue's sequence model, 3b): a smoothed
-first-order Markov model over template ids with start/end symbols; the session's
+Transition surprise: a smoothed first-order Markov model over template ids with start/end symbols; the session's
 surprise is ``max_i −log10 P(t_i | t_{i−1})``. It is robust to recurring
 anomalies by construction: a recurring bad transition stays improbable as long
 as it is a small share of the transitions out of its state. Calibrated 0–100 by
 its own TailCalibrator.
+
+Sequence surprise (optional, ``sequence=True`` or an
+:class:`detection.sequence.OnlineSequenceScorer`; issue 3b): a small GRU trained
+self-supervised on next-template prediction over the stream's own closed
+sessions (refitted every few hundred sessions, no labels). Its raw value is the
+session's max per-step −ln p over ``sequence_scale``, calibrated 0–100 by its own
+TailCalibrator; 0 until the model's first fit. It joins the kNN/transition max
+(and its gate). Off by default: on HDFS it leaves ROC-AUC/PR-AUC/F1 at the alert
+threshold unchanged under the gate and lowers precision without it (README, bench).
 
 Count invariants (:class:`detection.invariants.InvariantMiner`, ``invariants=True``):
 pairwise count-ratio relations and rare templates mined online over each entity's
@@ -22,7 +30,7 @@ established invariants (``gate``), the kNN/transition score is scaled into
 [0, 89] so it ranks the remaining sessions without alerting on its own; before
 that (short streams, streams without count structure) it is used as is.
 
-Score = max of the calibrated scores. Prequential: :meth:`SessionScorer.process`
+Score = max of the calibrated scores (kNN, transition and sequence gated as above). Prequential: :meth:`SessionScorer.process`
 scores a session, then learns it. Optional robust admission (``admit_below``):
 a session joins the kNN baseline only if it scored below that value (measured on
 HDFS: it locks out patterns first seen after warm-up and lowers ROC-AUC; off by default).
@@ -45,9 +53,10 @@ from detection.calibration import TailCalibrator
 from detection.explain import component_shares
 from detection.invariants import InvariantMiner, InvariantResult
 from detection.novelty import ExemplarBaseline
+from detection.sequence import END, START, OnlineSequenceScorer, SequenceSurprise
 from detection.sessions import Session, iso_time
 
-START, END = "^", "$"
+_SEQ = "sequence."  # prefix of the sequence model's arrays in a snapshot
 
 
 def _bucket(tid: str, dim: int) -> int:
@@ -129,6 +138,8 @@ class SessionScore:
     rare_templates: list[tuple[str, float]] = field(default_factory=list)  # (template id, −log10 share)
     invariant_score: float = 0.0
     invariants: InvariantResult | None = None
+    sequence_score: float = 0.0  # calibrated GRU surprise (0 while the model is not ready)
+    sequence: SequenceSurprise | None = None
 
 
 class SessionScorer:
@@ -138,9 +149,12 @@ class SessionScorer:
                  capacity: int = 20_000, merge_at: float = 0.999, scale: float = 0.05, decades: float = 2.0,
                  surprise_scale: float = 4.0, alpha: float = 0.1, warmup: int = 50,
                  admit_below: float | None = None, neighbours: int = 3, invariants: bool = True,
-                 gate: float = 0.89, min_hold: float = 0.95, zero_rate: float = 0.007) -> None:
+                 gate: float = 0.89, min_hold: float = 0.95, zero_rate: float = 0.007,
+                 sequence: bool | OnlineSequenceScorer = False, sequence_scale: float = 10.0) -> None:
         if not 0.0 <= bag_weight <= 1.0:
             raise ValueError(f"bag_weight must be in [0, 1], got {bag_weight}")
+        if sequence_scale <= 0:
+            raise ValueError(f"sequence_scale must be > 0, got {sequence_scale}")
         self.dim, self.bag_dim, self.bag_weight = dim, bag_dim, bag_weight
         self.parts = {"events": slice(0, dim), "templates": slice(dim, dim + bag_dim)}
         self.baseline = ExemplarBaseline(dim + bag_dim, capacity=capacity, k=k, merge_at=merge_at)
@@ -156,6 +170,13 @@ class SessionScorer:
         self.seen = 0
         self.miner = InvariantMiner(min_hold=min_hold, zero_rate=zero_rate) if invariants else None
         self.gate = gate
+        self.sequence: OnlineSequenceScorer | None = None
+        if isinstance(sequence, OnlineSequenceScorer):
+            self.sequence = sequence
+        elif sequence:
+            self.sequence = OnlineSequenceScorer()
+        self.sequence_cal = TailCalibrator(scale=1.0, decades=decades)
+        self.sequence_scale = sequence_scale
 
     def vector(self, session: Session) -> np.ndarray:
         """Unit session vector (float32 ``[dim + bag_dim]``)."""
@@ -184,7 +205,9 @@ class SessionScorer:
         comps = (component_shares(v, np.array(rows), self.parts) if rows else {p: 0.0 for p in self.parts})
         rare = sorted(((t, -math.log10((self.doc_freq.get(t, 0) + 0.5) / (self.seen + 1.0))) for t in session.bag),
                       key=lambda x: -x[1])[:5]
-        base, inv_score, inv = max(knn_score, s_score), 0.0, None
+        seq = self.sequence.surprise(session.sequence) if self.sequence is not None else None
+        seq_score = float(self.sequence_cal.score(np.array([self._seq_raw(seq)]))[0]) if seq is not None else 0.0
+        base, inv_score, inv = max(knn_score, s_score, seq_score), 0.0, None
         if self.miner is not None:
             inv = self.miner.score(session.key, session.bag)
             if inv.violations:
@@ -194,7 +217,10 @@ class SessionScorer:
         return SessionScore(score=round(max(base, inv_score), 3), knn_raw=res.raw, knn_score=knn_score,
                             surprise=surprise, surprise_score=s_score, warmup=self.seen < self.warmup,
                             worst_transition=worst, neighbours=nbs, components=comps, rare_templates=rare,
-                            invariant_score=inv_score, invariants=inv)
+                            invariant_score=inv_score, invariants=inv, sequence_score=seq_score, sequence=seq)
+
+    def _seq_raw(self, seq: SequenceSurprise) -> float:
+        return min(seq.max_nll / self.sequence_scale, 2.0)
 
     def learn(self, session: Session, result: SessionScore) -> None:
         """Fold a scored session into the state (robust admission applies to the kNN baseline only)."""
@@ -203,6 +229,10 @@ class SessionScorer:
             self.knn_cal.update(np.array([result.knn_raw]))
         self.surprise_cal.update(np.array([min(result.surprise / self.surprise_scale, 2.0)]))
         self.markov.learn(session.sequence)
+        if self.sequence is not None:
+            if result.sequence is not None:
+                self.sequence_cal.update(np.array([self._seq_raw(result.sequence)]))
+            self.sequence.learn(session.sequence)
         if self.miner is not None:
             self.miner.learn(session.key, session.bag)
         self.doc_freq.update(session.bag.keys())
@@ -218,16 +248,30 @@ class SessionScorer:
         return result
 
     def snapshot(self) -> dict[str, Any]:
+        """``{"meta": plain data, "arrays": float arrays}``; the sequence model's arrays are prefixed ``sequence.``."""
         base = self.baseline.snapshot()
+        arrays = dict(base["arrays"])
+        seq = self.sequence.snapshot() if self.sequence is not None else None
+        if seq is not None:
+            arrays.update({_SEQ + k: v for k, v in seq["arrays"].items()})
         return {"meta": {"baseline": base["meta"], "knn_cal": self.knn_cal.snapshot(),
                          "surprise_cal": self.surprise_cal.snapshot(), "markov": self.markov.snapshot(),
                          "doc_freq": dict(self.doc_freq), "texts": dict(self.texts), "seen": self.seen,
-                         "miner": self.miner.snapshot() if self.miner is not None else None},
-                "arrays": base["arrays"]}
+                         "miner": self.miner.snapshot() if self.miner is not None else None,
+                         "sequence": seq["meta"] if seq is not None else None,
+                         "sequence_cal": self.sequence_cal.snapshot()},
+                "arrays": arrays}
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        meta = state["meta"]
-        self.baseline.restore({"meta": meta["baseline"], "arrays": state["arrays"]})
+        """Load a :meth:`snapshot`; a snapshot without a sequence model leaves a fresh one as it is."""
+        meta, arrays = state["meta"], state["arrays"]
+        self.baseline.restore({"meta": meta["baseline"],
+                               "arrays": {k: v for k, v in arrays.items() if not k.startswith(_SEQ)}})
+        if self.sequence is not None and meta.get("sequence") is not None:
+            self.sequence.restore({"meta": meta["sequence"],
+                                   "arrays": {k[len(_SEQ):]: v for k, v in arrays.items() if k.startswith(_SEQ)}})
+        if meta.get("sequence_cal") is not None:
+            self.sequence_cal.restore(meta["sequence_cal"])
         self.knn_cal.restore(meta["knn_cal"])
         self.surprise_cal.restore(meta["surprise_cal"])
         self.markov.restore(meta["markov"])
@@ -253,10 +297,19 @@ def session_alert(session: Session, result: SessionScore, *, model_version: str,
     def text(tid: str) -> str:
         return session.templates.get(tid) or texts.get(tid) or tid
 
+    def step(a: str, b: str) -> str:
+        return f"{text(a) if a != START else 'START'} → {text(b) if b != END else 'END'}"
+
+    terms: list[dict[str, Any]] = []
+    seq = result.sequence
+    if seq is not None and result.sequence_score > 0 and result.sequence_score >= max(
+            result.knn_score, result.surprise_score, result.invariant_score):
+        a, b, p = seq.worst  # the GRU drives the score: its most surprising step first
+        terms.append({"term": f"unexpected next template (sequence model, p={p:.2g}): {step(a, b)}",
+                      "weight": round(-math.log10(max(p, 1e-12)), 3)})
+    terms.extend({"term": text(t), "weight": round(w, 3)} for t, w in result.rare_templates)
     a, b, p = result.worst_transition
-    terms = [{"term": text(t), "weight": round(w, 3)} for t, w in result.rare_templates]
-    terms.append({"term": f"transition {text(a) if a != START else 'START'} → {text(b) if b != END else 'END'}",
-                  "weight": round(-math.log10(max(p, 1e-12)), 3)})
+    terms.append({"term": f"transition {step(a, b)}", "weight": round(-math.log10(max(p, 1e-12)), 3)})
     if result.invariants is not None:
         for ti, tj, (ra, rb), hold in result.invariants.pairs[:3]:
             terms.append({"term": f"invariant broken: {rb}×count({text(ti)}) = {ra}×count({text(tj)})",

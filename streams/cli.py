@@ -23,7 +23,7 @@ from schemas.errors import SecstreamError  # noqa: E402
 
 FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
 BENCHES = ("encode", "eval-hdfs", "sample", "store", "quantization", "sessions-memory")
-TRAINABLE = ("categorical",)
+TRAINABLE = ("categorical", "sessions")
 log = logging.getLogger("secstream")
 
 

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from detection.detector import NoveltyDetector
+from detection.sequence import OnlineSequenceScorer, load_artifact
 from detection.session_score import SessionScorer
 from detection.sessions import Sessionizer
 from encoders.hybrid import build_default_encoder
@@ -58,7 +59,10 @@ def build_sessions(settings: Settings, dim: int) -> tuple[Sessionizer, SessionSc
     """Sessionizer and session scorer with the configured parameters."""
     sessionizer = Sessionizer(gap_s=settings.session_gap_s, max_events=settings.session_max_events,
                               max_duration_s=settings.session_max_duration_s)
-    scorer = SessionScorer(dim, k=settings.session_knn_k, warmup=settings.session_warmup)
+    sequence: bool | OnlineSequenceScorer = False
+    if settings.session_model:  # a trained sequence model, fine-tuned further on the stream
+        sequence = OnlineSequenceScorer(load_artifact(settings.session_model).model)
+    scorer = SessionScorer(dim, k=settings.session_knn_k, warmup=settings.session_warmup, sequence=sequence)
     return sessionizer, scorer
 
 

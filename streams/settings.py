@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     session_max_duration_s: float = Field(default=86_400.0, gt=0)
     session_knn_k: int = Field(default=50, ge=1)
     session_warmup: int = Field(default=50, ge=0)  # closed sessions before session alerts
+    session_model: str = ""  # `secstream train sessions` output dir (sequence model); empty = none
     session_rolling_every: int = Field(default=100, ge=0)  # score open sessions every N events (0 = off)
     # a worker with no events for this long (wall clock) advances its session watermark by
     # the silence, so sessions still close when a stream stops

@@ -1,4 +1,7 @@
-"""``secstream train categorical DATA --format F --out DIR``: fit the categorical tables.
+"""``secstream train categorical|sessions DATA --format F --out DIR``: fit a model offline.
+
+``categorical`` fits the categorical tables; ``sessions`` fits the session sequence
+model (:func:`train_sessions`, below).
 
 Reads DATA through :func:`streams.adapters.read_records`, decodes each record with
 :func:`schemas.models.decode_event` (unreadable records are counted and skipped),
@@ -6,21 +9,39 @@ groups the events into sessions (:func:`encoders.training.sessionize`), trains
 (:func:`encoders.training.train_categorical`) and writes ``DIR/categorical.safetensors``
 + ``DIR/categorical.json`` (:func:`encoders.categorical.write_artifact`).
 
+``sessions``: reads and decodes DATA the same way, gives each event its template
+id exactly as the pipeline does (a :class:`encoders.templates.TemplateStage` like
+the default encoder's, batch by batch: ``analyze`` then ``learn``), groups the
+events with :class:`detection.sessions.Sessionizer` (``--key-regex``: key on the
+first match of a pattern in the message, e.g. ``blk_-?\\d+``; ``--gap``), fits
+:class:`detection.sequence.SequenceModel` on the sessions' template sequences and
+writes ``DIR/sequence.safetensors`` + ``DIR/sequence.json``
+(:func:`detection.sequence.write_artifact`), for ``SECSTREAM_SESSION_MODEL``.
+
 Usage: ``main(["categorical", DATA, "--out", DIR, ...])`` (the leading
-``categorical`` is optional), or ``python -m streams.train categorical ...``.
+``categorical`` is optional), ``main(["sessions", DATA, "--out", DIR, ...])``, or
+``python -m streams.train categorical|sessions ...``.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import sys
+import time
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from detection.sequence import SequenceModel
+from detection.sequence import write_artifact as write_sequence_artifact
+from detection.sessions import Sessionizer
 from encoders.categorical import CATEGORICAL_FIELDS, write_artifact
+from encoders.templates import TemplateStage
 from encoders.training import TrainConfig, sessionize, train_categorical
 from schemas.errors import InvalidEvent, SecstreamError
 from schemas.models import decode_event
@@ -63,14 +84,10 @@ def _version() -> str:
         return "unknown"
 
 
-def train_file(args: argparse.Namespace) -> dict[str, Any]:
-    """Read, train and write; returns the artifact metadata written."""
-    path = Path(args.data)
+def _read_events(path: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], int, int]:
+    """Decoded events of DATA (at most ``--limit`` records), records read, records rejected."""
     if not path.is_file():
         raise _ArgError(f"no such file: {args.data}")
-    fields = tuple(f.strip() for f in args.fields.split(",") if f.strip())
-    cfg = TrainConfig(fields=fields, dim=args.dim, epochs=args.epochs, seed=args.seed,
-                      min_count=args.min_count, window=args.window)
     records = read_records(path, args.format, year=args.year)
     if args.limit is not None:
         records = itertools.islice(records, args.limit)
@@ -85,6 +102,16 @@ def train_file(args: argparse.Namespace) -> dict[str, Any]:
             events.append(decode_event(rec.value).to_dict())
         except InvalidEvent:
             rejected += 1
+    return events, n_records, rejected
+
+
+def train_file(args: argparse.Namespace) -> dict[str, Any]:
+    """Read, train and write; returns the artifact metadata written."""
+    path = Path(args.data)
+    fields = tuple(f.strip() for f in args.fields.split(",") if f.strip())
+    cfg = TrainConfig(fields=fields, dim=args.dim, epochs=args.epochs, seed=args.seed,
+                      min_count=args.min_count, window=args.window)
+    events, n_records, rejected = _read_events(path, args)
     result = train_categorical(sessionize(events), cfg)
     meta = {
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -100,9 +127,91 @@ def train_file(args: argparse.Namespace) -> dict[str, Any]:
     return {"version": art.version, **meta}
 
 
+def build_sessions_parser() -> argparse.ArgumentParser:
+    """Arguments of ``secstream train sessions``."""
+    p = _Parser(prog="secstream train sessions",
+                description="Fit the session sequence model (next-template GRU) self-supervised on a log file.")
+    p.add_argument("data", help="input file")
+    p.add_argument("--format", choices=FORMATS, default="auto")
+    p.add_argument("--out", required=True, help="artifact directory (sequence.safetensors, sequence.json)")
+    p.add_argument("--key-regex", default=None,
+                   help="session key = first match of this pattern in the message (e.g. 'blk_-?\\d+'); "
+                        "default: session_id, user+host, src_ip, host")
+    p.add_argument("--gap", type=float, default=1800.0, help="session inactivity gap, seconds of event time")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-vocab", type=int, default=1024, help="template slots; rarer templates are UNK")
+    p.add_argument("--hidden", type=int, default=64, help="GRU width")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--batch-size", type=int, default=2000, help="events per template batch (as the worker's)")
+    p.add_argument("--limit", type=int, default=None, help="read at most this many records")
+    p.add_argument("--year", type=int, default=None, help="year for syslog timestamps that have none")
+    return p
+
+
+def session_sequences(events: list[dict[str, Any]], sessionizer: Sessionizer, batch_size: int) -> list[list[str]]:
+    """Template-id sequences of the closed sessions, ids computed as the pipeline computes them."""
+    stage = TemplateStage(max_clusters=20_000)  # the default encoder's stage (encoders.hybrid)
+    out: list[list[str]] = []
+    for i in range(0, len(events), batch_size):
+        batch = events[i: i + batch_size]
+        messages = ["" if e.get("message") is None else str(e["message"]) for e in batch]
+        analyzed = stage.analyze(messages)
+        obs = sessionizer.observe(batch, np.zeros((len(batch), 1), dtype=np.float32), analyzed.ids,
+                                  analyzed.templates)
+        stage.learn(messages)
+        out.extend(s.sequence for s in obs.closed)
+    out.extend(s.sequence for s in sessionizer.flush())
+    return out
+
+
+def train_sessions(args: argparse.Namespace) -> dict[str, Any]:
+    """Read, sessionize, train and write the sequence model; returns the artifact metadata written."""
+    path = Path(args.data)
+    started = time.perf_counter()
+    events, n_records, rejected = _read_events(path, args)
+    keys = ("regex",) if args.key_regex else ("session_id", "user+host", "src_ip", "host")
+    sequences = session_sequences(events, Sessionizer(keys=keys, pattern=args.key_regex, gap_s=args.gap),
+                                  args.batch_size)
+    if not sequences:
+        raise _ArgError(f"no sessions in {args.data} (no event has a session key)")
+    model = SequenceModel(max_vocab=args.max_vocab, hidden=args.hidden, seed=args.seed)
+    curve = model.fit(sequences, args.epochs)
+    meta = {
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "secstream_version": _version(),
+        "training": {
+            "data": str(path.resolve()), "format": args.format, "records": n_records, "rejected": rejected,
+            "events": len(events), "sessions": len(sequences), "vocab": len(model.vocab),
+            "templates": len({t for s in sequences for t in s}), "epochs": args.epochs, "loss_curve": curve,
+            "keys": list(keys), "key_regex": args.key_regex, "gap_s": args.gap,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    }
+    art = write_sequence_artifact(args.out, model, meta)
+    return {"version": art.version, **meta}
+
+
+def _main_sessions(args_list: list[str]) -> int:
+    try:
+        args = build_sessions_parser().parse_args(args_list)
+        if args.epochs < 1 or args.batch_size < 1 or args.gap <= 0:
+            raise _ArgError("--epochs and --batch-size must be >= 1, --gap > 0")
+        meta = train_sessions(args)
+    except (_ArgError, SecstreamError, ValueError, OSError, re.error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    t = meta["training"]
+    print(f"{meta['version']}: {t['sessions']} sessions ({t['events']} events, {t['records']} records, "
+          f"{t['rejected']} rejected), vocab {t['vocab']}, loss {t['loss_curve'][0]:.4f} -> "
+          f"{t['loss_curve'][-1]:.4f}, {t['seconds']:.1f} s -> {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad arguments or input)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["sessions"]:
+        return _main_sessions(args_list[1:])
     if args_list[:1] == ["categorical"]:
         args_list = args_list[1:]
     try:
