@@ -231,9 +231,10 @@ class Probe:
     """Takes the measurement rows: RSS and the sizes of the stream state's bounded structures."""
 
     def __init__(self, sessionizer: Any, scorer: Any, plan: Plan, stream: SessionStream | None = None,
-                 pipeline: Any = None) -> None:
+                 pipeline: Any = None, encoder: Any = None) -> None:
         self.sessionizer, self.scorer, self.plan, self.stream, self.pipeline = \
             sessionizer, scorer, plan, stream, pipeline
+        self.encoder = encoder if encoder is not None or pipeline is None else pipeline.encoder
         self.rows: list[dict[str, Any]] = []
 
     def caps(self) -> dict[str, int | None]:
@@ -248,8 +249,13 @@ class Probe:
         if self.pipeline is not None:
             det = self.pipeline.detector
             caps.update({"event_exemplars": det.baseline.capacity, "term_doc_freq": det.max_terms,
-                         "rare_values": det.rarity.max_values * len(det.rarity.fields),
-                         "templates": self.pipeline.encoder.stage.miner.max_clusters})
+                         "rare_values": det.rarity.max_values * len(det.rarity.fields)})
+        if self.encoder is not None:
+            enc = self.encoder
+            caps.update({"templates": enc.stage.miner.max_clusters, "line_cache": enc.stage.miner.cache_size,
+                         "text_cache": enc.components["text"].cache_size})
+            if enc.sparse is not None:
+                caps.update({"word_cache": 2 * enc.sparse.word_cache_size, "terms": enc.sparse.describe_size})
         return caps
 
     def sizes(self) -> dict[str, int]:
@@ -263,8 +269,14 @@ class Probe:
         if self.pipeline is not None:
             det = self.pipeline.detector
             out.update({"event_exemplars": len(det.baseline), "term_doc_freq": len(det.doc_freq),
-                        "rare_values": sum(len(c) for c in det.rarity.counts.values()),
-                        "templates": len(self.pipeline.encoder.stage.miner)})
+                        "rare_values": sum(len(c) for c in det.rarity.counts.values())})
+        if self.encoder is not None:  # the encoder's caches (private: no public sizes)
+            enc = self.encoder
+            out.update({"templates": len(enc.stage.miner), "line_cache": enc.stage.miner.cache_len,
+                        "text_cache": enc.components["text"].cache_len})
+            if enc.sparse is not None:
+                out.update({"word_cache": len(enc.sparse._words) + len(enc.sparse._runs),
+                            "terms": len(enc.sparse._terms)})
         return out
 
     def mark(self, events: int, label: str = "") -> None:
@@ -359,9 +371,9 @@ def verdict(rows: list[dict[str, Any]], caps: dict[str, int | None], early: floa
 _COLUMNS = (("events", "events"), ("rss_mb", "RSS MB"), ("open", "open"), ("open_bound", "gap bound"),
             ("closed", "closed"), ("remembered_keys", "seg keys"), ("miner_keys", "miner keys"),
             ("session_exemplars", "sess exem"), ("markov_states", "markov st"), ("markov_transitions", "markov tr"),
-            ("doc_freq", "doc_freq"), ("miner_doc_freq", "miner df"), ("texts", "texts"),
-            ("event_exemplars", "event exem"), ("templates", "templates"), ("rare_values", "rare vals"),
-            ("pending", "gen pending"))
+            ("doc_freq", "doc_freq"), ("texts", "texts"), ("event_exemplars", "event exem"),
+            ("rare_values", "rare vals"), ("templates", "templates"), ("line_cache", "line cache"),
+            ("word_cache", "word cache"), ("pending", "gen pending"))  # the JSON has every size
 
 
 def render(result: dict[str, Any]) -> str:
@@ -410,7 +422,7 @@ def run(data: Path, *, events: int, sessions: int, rate: float, every: int, mode
     text = pipeline.encoder.components["text"]
     text.model.encode(["warm up"], show_progress_bar=False)  # the model loads before the first mark
     settle_heap()
-    probe = Probe(sessionizer, scorer, plan, stream, pipeline if mode == "replay" else None)
+    probe = Probe(sessionizer, scorer, plan, stream, pipeline if mode == "replay" else None, pipeline.encoder)
     probe.mark(0, "start")
     started = time.perf_counter()
     if mode == "replay":
