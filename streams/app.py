@@ -98,7 +98,13 @@ class Worker:
             self.sessions = SessionAgent(
                 self.app, sessions, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), idle_s=s.session_idle_s,
-                alerts_topic=self.alerts_topic, sessions_topic=self.app.topic(s.topic_sessions, partitions=1))
+                alerts_topic=self.alerts_topic, sessions_topic=self.app.topic(s.topic_sessions, partitions=1),
+                ready=self.ensure_topics)
+        self._outputs = [self.dlq_topic, self.alerts_topic]
+        if self.sessions is not None:
+            self._outputs.append(self.sessions.sessions_topic)
+        self._topics_lock = asyncio.Lock()
+        self._topics_ready = False
         self.app.agent(self.events_topic, name="events")(self._events_agent)
         self.app.timer(5.0, name="lag")(self._lag_timer)
         self.app.timer(s.state_interval_s, name="state")(self._state_timer)
@@ -109,7 +115,22 @@ class Worker:
             self.app.task(self._feed_sample)
         metrics.ALERT_THRESHOLD.set(s.alert_threshold)
 
+    async def ensure_topics(self) -> None:
+        """Create the output topics (DLQ, alerts, sessions) once, before anything is sent to them.
+
+        Left to auto-creation, the first send to a topic that does not exist yet can
+        wait on metadata for the producer's whole request timeout (seen on Tansu),
+        stalling the batch and the shutdown behind it.
+        """
+        async with self._topics_lock:
+            if self._topics_ready:
+                return
+            for topic in self._outputs:
+                await topic.maybe_declare()
+            self._topics_ready = True
+
     async def _events_agent(self, stream: faust.StreamT) -> None:
+        await self.ensure_topics()
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_within_s):
             values = [e.value if isinstance(e.value, bytes) else bytes(e.value or b"") for e in events]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
@@ -63,11 +64,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.app import Worker
     from streams.broker import EmbeddedBroker
     from streams.metrics import serve
-    from streams.runtime import build_pipeline, build_store, settle_heap
-    from streams.state import load_state
+    from streams.runtime import build_pipeline, build_session_stage, build_store, settle_heap
+    from streams.state import load_session_state, load_state
 
     settings = _settings(metrics_port=args.metrics_port)
     _setup_logging(settings.log_level)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: stacks to stderr
     broker = None
     sample = None
     data_dir = settings.data_dir
@@ -94,11 +96,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = build_store(settings)
         pipeline = build_pipeline(settings, store)
         load_state(pipeline, settings.data_dir / "state")
+        stage = build_session_stage(settings, pipeline, store)
+        load_session_state(stage.scorer, settings.data_dir / "state", pipeline.model_version)
         settle_heap()
         if sample is not None:
             print("feeding the bundled sample stream; alerts follow as they are published", file=sys.stderr,
                   flush=True)
-        worker = Worker(settings, bootstrap, pipeline, state_dir=settings.data_dir / "state", sample=sample)
+        worker = Worker(settings, bootstrap, pipeline, state_dir=settings.data_dir / "state", sessions=stage,
+                        sample=sample)
         worker.run(settings.log_level)
     finally:
         if store is not None:

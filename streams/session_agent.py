@@ -17,7 +17,8 @@ what each batch changed into the Faust table ``sessions`` (changelog topic
 - ``n:<key>`` → ``[partition, n]``, the reopen counter of a closed key (so the next
   session of the key is ``key#n+1`` after a restart too), deleted when the bounded
   memory of closed keys forgets it;
-- ``w:<partition>`` → ``[partition, watermark]``.
+- ``w:<partition>`` → ``[partition, watermark]``, written last for every batch (see
+  :meth:`SessionAgent._persist` for why).
 
 A (re)started worker recovers the table from the changelog (Faust does that before
 its agents resume) and rebuilds each assigned partition's open sessions from it;
@@ -35,7 +36,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -108,12 +109,13 @@ class SessionAgent:
 
     def __init__(self, app: faust.App, stage: SessionStage, executor: ThreadPoolExecutor, *, app_id: str,
                  partitions: int, batch_size: int, within_s: float, idle_s: float, alerts_topic: Any,
-                 sessions_topic: Any) -> None:
+                 sessions_topic: Any, ready: Callable[[], Awaitable[None]] | None = None) -> None:
         self.app = app
         self.stage = stage
         self.executor = executor
         self.batch_size, self.within_s, self.idle_s = batch_size, within_s, idle_s
         self.alerts_topic, self.sessions_topic = alerts_topic, sessions_topic
+        self.ready = ready  # awaited before the first batch: the output topics exist
         self.steps_topic = app.topic(f"{app_id}-session-steps", partitions=partitions, internal=True,
                                      key_serializer="raw", value_serializer="raw")
         self.table = app.Table(TABLE, partitions=partitions, key_type=bytes)  # values: JSON plain data
@@ -129,6 +131,8 @@ class SessionAgent:
         return [await self.steps_topic.send(key=k, value=v) for k, v in steps]
 
     async def _agent(self, stream: faust.StreamT) -> None:
+        if self.ready is not None:
+            await self.ready()
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(self.batch_size, within=self.within_s):
             self.last_step = time.monotonic()
@@ -163,51 +167,60 @@ class SessionAgent:
 
     # ------------------------------------------------------------------ effects out
     async def _emit(self, partition: int, outcome: SessionOutcome) -> None:
-        self._persist(partition, outcome)
-        sends = []
+        sends = await self._persist(partition, outcome)
         for c in outcome.closed:
             sends.append(await self.sessions_topic.send(key=c.session.session_id.encode("utf-8"),
                                                         value=_dumps(session_record(c))))
+        for alert in outcome.alerts:
+            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=_dumps(alert)))
+        if sends:  # acked before the batch's offsets can be committed
+            await asyncio.gather(*sends)
+        # counted once durable: a metric that moved means the changelog has it
+        for c in outcome.closed:
             metrics.SESSIONS_CLOSED.labels(c.session.reason or "gap").inc()
             if not c.result.warmup:
                 metrics.SESSION_SCORE.observe(c.result.score)
         for alert in outcome.alerts:
-            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=_dumps(alert)))
             metrics.ALERTS.labels(alert["kind"], alert["severity"]).inc()
         if outcome.rolling:
             metrics.SESSIONS_ROLLING.inc(outcome.rolling)
         metrics.SESSIONS_OPEN.set(self.stage.open_sessions())
-        if sends:
-            await asyncio.gather(*sends)
 
-    def _persist(self, partition: int, outcome: SessionOutcome) -> None:
-        for sess in outcome.touched:
-            self._write(partition, b"s:" + sess.key.encode("utf-8"), {"p": partition, **sess.to_dict()})
-        for key in outcome.ended:
-            self._write(partition, b"s:" + key.encode("utf-8"), None)
-        for key, n in outcome.segments:
-            self._write(partition, b"n:" + key.encode("utf-8"), [partition, n])
-        for key in outcome.forgotten:
-            self._write(partition, b"n:" + key.encode("utf-8"), None)
+    async def _persist(self, partition: int, outcome: SessionOutcome) -> list[Any]:
+        writes: list[tuple[bytes, Any]] = []
+        writes += [(b"s:" + s.key.encode("utf-8"), {"p": partition, **s.to_dict()}) for s in outcome.touched]
+        writes += [(b"s:" + key.encode("utf-8"), None) for key in outcome.ended]
+        writes += [(b"n:" + key.encode("utf-8"), [partition, n]) for key, n in outcome.segments]
+        writes += [(b"n:" + key.encode("utf-8"), None) for key in outcome.forgotten]
+        futures = [fut for key, value in writes if (fut := await self._write(partition, key, value)) is not None]
+        if futures:
+            await asyncio.gather(*futures)
+        # The watermark goes last, alone in its produce request: Tansu answers "latest
+        # offset" with the last record batch's base offset + 1, so Faust's recovery would
+        # stop short of a multi-record last batch. One record last makes that exact.
         sz = self.stage.sessionizers.get(partition)
-        if sz is not None and sz.watermark != float("-inf"):
-            self._write(partition, f"w:{partition}".encode(), [partition, sz.watermark])
+        wm = sz.watermark if sz is not None and sz.watermark != float("-inf") else None
+        return [await self._write(partition, f"w:{partition}".encode(), [partition, wm])]
 
-    def _write(self, partition: int, key: bytes, value: Any) -> None:
-        """Set (or delete, ``None``) a table key and send it to changelog partition ``partition``.
+    async def _write(self, partition: int, key: bytes, value: Any) -> Any:
+        """Set (or delete, ``None``) a table key: the table's store, and its changelog partition ``partition``.
 
-        The table's own ``__setitem__`` takes the partition from the current event,
-        which a batch of events from ``take_events`` does not set; the partition is
-        known here, so this writes the store and the changelog directly (Faust's
-        ``Table.send_changelog`` + the table's store, as ``on_key_set`` does).
+        Not ``table[key] = value``: that takes the partition from the current event
+        (a ``take_events`` batch sets none) and queues the changelog message in
+        Faust's producer buffer, which stalls stream processing once a batch writes
+        more than 100 keys. The partition is known here, and the send is awaited
+        with the batch's other sends, before its offsets are committed.
         """
+        topic = self.table.changelog_topic
         if value is None:
-            if key in self.table.data:
-                self.table.send_changelog(partition, key, None, value_serializer="raw")
-                del self.table.data[key]
-            return
-        self.table.send_changelog(partition, key, value)
+            if key not in self.table.data:
+                return None
+            del self.table.data[key]
+            return await topic.send(key=key, value=None, partition=partition, key_serializer="raw",
+                                    value_serializer="raw")
         self.table.data[key] = value
+        return await topic.send(key=key, value=value, partition=partition, key_serializer="raw",
+                                value_serializer="json")
 
     # ------------------------------------------------------------------ recovery
     def _active(self) -> set[int]:
@@ -238,7 +251,7 @@ class SessionAgent:
                 elif kind == b"n:" and value[0] == partition and sz.get(name) is None:
                     sz.remember(name, int(value[1]))
                     remembered += 1
-                elif kind == b"w:" and value[0] == partition:
+                elif kind == b"w:" and value[0] == partition and value[1] is not None:
                     sz.watermark = max(sz.watermark, float(value[1]))
             except (KeyError, TypeError, ValueError, IndexError) as exc:
                 log.warning("sessions: skipping unreadable table entry %r: %s", key[:80], exc)

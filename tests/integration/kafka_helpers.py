@@ -70,6 +70,10 @@ class WorkerProc:
         self.proc.send_signal(signal.SIGTERM)
         try:
             code = self.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # the worker dumps its threads' stacks to its log
+            time.sleep(2)
+            raise
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
