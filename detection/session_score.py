@@ -18,8 +18,9 @@ self-supervised on next-template prediction over the stream's own closed
 sessions (refitted every few hundred sessions, no labels). Its raw value is the
 session's max per-step −ln p over ``sequence_scale``, calibrated 0–100 by its own
 TailCalibrator; 0 until the model's first fit. It joins the kNN/transition max
-(and its gate). Off by default: on HDFS it leaves ROC-AUC/PR-AUC/F1 at the alert
-threshold unchanged under the gate and lowers precision without it (README, bench).
+(and its gate). Off by default: on HDFS (``bench eval-hdfs --sequence on|off``) it
+leaves ROC-AUC, PR-AUC and F1 at the alert threshold unchanged under the gate and
+takes ~1.8x the replay time; ungated it lowered F1@90 from 0.937 to 0.867 (measured).
 
 Count invariants (:class:`detection.invariants.InvariantMiner`, ``invariants=True``):
 pairwise count-ratio relations and rare templates mined online over each entity's
