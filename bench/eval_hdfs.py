@@ -9,8 +9,9 @@ already, and joins ``sessions.jsonl`` with ``hdfs_seqs_2percent.parquet``'s
 (``blk_x``, ``blk_x#2`` …) scores the max of its sessions. No label reaches the
 model: labels are read after the replay. Prints ROC-AUC, PR-AUC, P/R/F1 at the
 system's own threshold (``Settings().alert_threshold`` on the 0–100 score) and
-the best F1 over all thresholds (reference only), plus throughput. ``--plot``
-writes the PR curve as CSV points (matplotlib is not installed in this venv).
+the best F1 over all thresholds (reference only), plus throughput. Writes the
+PR curve as PNG (with the system's operating point) and as CSV points next to it
+(``--plot PATH``, default ``.secstream/bench/eval_hdfs_pr.png``).
 """
 
 from __future__ import annotations
@@ -143,10 +144,17 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
     }
     if plot is not None:
         plot.parent.mkdir(parents=True, exist_ok=True)
-        csv = plot if plot.suffix.lower() == ".csv" else plot.with_suffix(".csv")
+        csv = plot.with_suffix(".csv")
         lines = ["threshold,precision,recall"] + [f"{t:.3f},{a:.5f},{b:.5f}" for t, a, b in zip(thr, prec, rec)]
         csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
         result["pr_curve_csv"] = str(csv)
+        from bench.plots import pr_curve_png
+
+        png = pr_curve_png(plot.with_suffix(".png"), prec, rec, operating_point=(p, r),
+                           baseline=float(y.mean()) if y.size else None,
+                           label=f"session score (PR-AUC {result['pr_auc']:.3f})",
+                           title=f"HDFS sample, {len(blocks):,} blocks ({int(y.sum())} anomalous), prequential")
+        result["pr_curve_png"] = str(png)
     return result
 
 
@@ -155,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding hdfs/*.parquet")
     ap.add_argument("--limit-sessions", type=int, default=None, help="only the first N blocks (quick run)")
     ap.add_argument("--gap", type=float, default=1800.0, help="session inactivity gap, seconds of event time")
-    ap.add_argument("--plot", type=Path, default=None, help="PR curve output (CSV points; no matplotlib here)")
+    ap.add_argument("--plot", type=Path, default=Path(".secstream/bench/eval_hdfs_pr.png"),
+                    help="PR curve PNG (and CSV points beside it)")
     ap.add_argument("--sequence", choices=("on", "off"), default=None,
                     help="session sequence model (GRU) on or off; default: the scorer's default (off)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")

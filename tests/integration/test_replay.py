@@ -91,3 +91,18 @@ def test_replay_hdfs_subset_sessions_and_session_alerts(tmp_path: Path) -> None:
         validate_alert(a)
         assert a["evidence"]["session_id"] and 1 <= len(a["evidence"]["event_ids"]) <= 20
         assert a["explanation"]["top_terms"] and set(a["explanation"]["components"]) == {"events", "templates"}
+
+
+@pytest.mark.skipif(not HDFS.exists(), reason=f"HDFS sample not found at {HDFS} (needs ../shared/data)")
+def test_eval_hdfs_subset_prints_metrics_and_writes_the_pr_curve(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from bench.eval_hdfs import evaluate
+
+    res = evaluate(DATA, limit_sessions=300, plot=tmp_path / "pr.png")
+    assert res["blocks"] == 300 and res["threshold"] == 90.0
+    for key in ("roc_auc", "pr_auc", "precision", "recall", "f1", "best_f1"):
+        assert 0.0 <= res[key] <= 1.0 or res[key] != res[key], key  # NaN only without both classes
+    png = Path(res["pr_curve_png"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = Path(res["pr_curve_csv"]).read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "threshold,precision,recall" and len(rows) > 2
