@@ -59,13 +59,19 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgError(f"{self.prog}: {message}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Arguments of ``secstream train categorical``."""
-    p = _Parser(prog="secstream train categorical",
-                description="Fit the categorical embedding tables self-supervised on a log file.")
+def _input_parser(what: str, description: str, artifact: str) -> _Parser:
+    """A ``secstream train WHAT`` parser with the arguments every trainer takes: DATA, --format, --out."""
+    p = _Parser(prog=f"secstream train {what}", description=description)
     p.add_argument("data", help="input file")
     p.add_argument("--format", choices=FORMATS, default="auto")
-    p.add_argument("--out", required=True, help="artifact directory (categorical.safetensors, categorical.json)")
+    p.add_argument("--out", required=True, help=f"artifact directory ({artifact}.safetensors, {artifact}.json)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``secstream train categorical``."""
+    p = _input_parser("categorical", "Fit the categorical embedding tables self-supervised on a log file.",
+                      "categorical")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--dim", type=int, default=8, help="embedding width per field")
     p.add_argument("--seed", type=int, default=7)
@@ -129,11 +135,8 @@ def train_file(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_sessions_parser() -> argparse.ArgumentParser:
     """Arguments of ``secstream train sessions``."""
-    p = _Parser(prog="secstream train sessions",
-                description="Fit the session sequence model (next-template GRU) self-supervised on a log file.")
-    p.add_argument("data", help="input file")
-    p.add_argument("--format", choices=FORMATS, default="auto")
-    p.add_argument("--out", required=True, help="artifact directory (sequence.safetensors, sequence.json)")
+    p = _input_parser("sessions", "Fit the session sequence model (next-template GRU) self-supervised on a log file.",
+                      "sequence")
     p.add_argument("--key-regex", default=None,
                    help="session key = first match of this pattern in the message (e.g. 'blk_-?\\d+'); "
                         "default: session_id, user+host, src_ip, host")
