@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import importlib
 import json
 import logging
 import os
@@ -23,7 +24,10 @@ from pydantic import ValidationError  # noqa: E402
 from schemas.errors import SecstreamError  # noqa: E402
 
 FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
-BENCHES = ("encode", "eval-hdfs", "sample", "store", "quantization", "sessions-memory")
+#: benchmark name → module with ``main(argv) -> int``
+BENCHES = {"encode": "bench.encode", "eval-hdfs": "bench.eval_hdfs", "sample": "bench.sample_scenarios",
+           "store": "bench.store_compare", "quantization": "bench.quantization",
+           "sessions-memory": "bench.session_memory", "sessions-store": "bench.session_store"}
 TRAINABLE = ("categorical", "sessions")
 log = logging.getLogger("secstream")
 
@@ -179,31 +183,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.what == "store":
-        from bench.store_compare import main as store_main
-
-        return store_main(args.rest)
-    if args.what == "encode":
-        from bench.encode import main as encode_main
-
-        return encode_main(args.rest)
-    if args.what == "eval-hdfs":
-        from bench.eval_hdfs import main as eval_main
-
-        return eval_main(args.rest)
-    if args.what == "sample":
-        from bench.sample_scenarios import main as sample_main
-
-        return sample_main(args.rest)
-    if args.what == "quantization":
-        from bench.quantization import main as quant_main
-
-        return quant_main(args.rest)
-    if args.what == "sessions-memory":
-        from bench.session_memory import main as sessions_memory_main
-
-        return sessions_memory_main(args.rest)
-    raise CliError(f"unknown benchmark {args.what!r}; valid: {', '.join(BENCHES)}")
+    module = BENCHES.get(args.what)
+    if module is None:
+        raise CliError(f"unknown benchmark {args.what!r}; valid: {', '.join(BENCHES)}")
+    main_of = importlib.import_module(module).main  # imported on demand: benches pull in heavy deps
+    return int(main_of(args.rest) or 0)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -270,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_replay)
 
     be = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES))
-    be.add_argument("what", choices=BENCHES)
+    be.add_argument("what", choices=list(BENCHES))
     be.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark")
     be.set_defaults(func=cmd_bench)
 
