@@ -122,6 +122,9 @@ class SessionAgent:
         self.table.on_recover(self._recovered)
         self.restored: set[int] = set()
         self.last_step = time.monotonic()
+        # one batch (observe → changelog → sends) at a time: the agent and the idle timer
+        # must not interleave their writes for a partition
+        self._turn = asyncio.Lock()
         app.agent(self.steps_topic, name="sessions")(self._agent)
         app.timer(5.0, name="sessions-idle")(self._idle_timer)
 
@@ -140,10 +143,11 @@ class SessionAgent:
             for e in events:
                 by_partition.setdefault(e.message.partition, []).append(bytes(e.value or b""))
             for partition, values in sorted(by_partition.items()):
-                if partition not in self.restored:  # assigned after our last recovery callback
-                    self._restore(partition)
-                outcome = await loop.run_in_executor(self.executor, self._observe, partition, values)
-                await self._emit(partition, outcome)
+                async with self._turn:
+                    if partition not in self.restored:  # assigned after our last recovery callback
+                        self._restore(partition)
+                    outcome = await loop.run_in_executor(self.executor, self._observe, partition, values)
+                    await self._emit(partition, outcome)
 
     def _observe(self, partition: int, values: list[bytes]) -> SessionOutcome:
         steps, vectors = decode_steps(values)
@@ -161,9 +165,10 @@ class SessionAgent:
             return
         loop = asyncio.get_running_loop()
         for partition in sorted(self.restored):
-            outcome = await loop.run_in_executor(self.executor, self.stage.advance, partition, silence)
-            if outcome.closed:
-                await self._emit(partition, outcome)
+            async with self._turn:
+                outcome = await loop.run_in_executor(self.executor, self.stage.advance, partition, silence)
+                if outcome.closed:
+                    await self._emit(partition, outcome)
 
     # ------------------------------------------------------------------ effects out
     async def _emit(self, partition: int, outcome: SessionOutcome) -> None:
