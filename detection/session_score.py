@@ -24,7 +24,9 @@ takes ~1.8x the replay time; ungated it lowered F1@90 from 0.937 to 0.867 (measu
 
 Count invariants (:class:`detection.invariants.InvariantMiner`, ``invariants=True``):
 pairwise count-ratio relations and rare templates mined online over each entity's
-cumulative counts. A session that violates an established invariant scores
+cumulative counts (a template is rare when the upper ``confidence`` bound of its
+session share is at most ``zero_rate``, so a first sighting in a young stream is
+not yet a violation). A session that violates an established invariant scores
 ``90 + 10·(1 − e^(−weight/5))`` (at or above the default alert threshold: the
 alert rule is "an invariant broke", not a fixed alert rate). Once the miner has
 established invariants (``gate``), the kNN/transition score is scaled into
@@ -150,7 +152,7 @@ class SessionScorer:
                  capacity: int = 20_000, merge_at: float = 0.999, scale: float = 0.05, decades: float = 2.0,
                  surprise_scale: float = 4.0, alpha: float = 0.1, warmup: int = 50,
                  admit_below: float | None = None, neighbours: int = 3, invariants: bool = True,
-                 gate: float = 0.89, min_hold: float = 0.95, zero_rate: float = 0.007,
+                 gate: float = 0.89, min_hold: float = 0.95, zero_rate: float = 0.007, confidence: float = 0.99,
                  sequence: bool | OnlineSequenceScorer = False, sequence_scale: float = 10.0) -> None:
         if not 0.0 <= bag_weight <= 1.0:
             raise ValueError(f"bag_weight must be in [0, 1], got {bag_weight}")
@@ -169,7 +171,8 @@ class SessionScorer:
         self.doc_freq: Counter[str] = Counter()  # sessions containing each template
         self.texts: dict[str, str] = {}
         self.seen = 0
-        self.miner = InvariantMiner(min_hold=min_hold, zero_rate=zero_rate) if invariants else None
+        self.miner = (InvariantMiner(min_hold=min_hold, zero_rate=zero_rate, confidence=confidence)
+                      if invariants else None)
         self.gate = gate
         self.sequence: OnlineSequenceScorer | None = None
         if isinstance(sequence, OnlineSequenceScorer):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
-from detection.invariants import InvariantMiner
+from detection.invariants import InvariantMiner, wilson_bounds
 
 
 def _normal(i: int) -> Counter[str]:
@@ -39,9 +40,41 @@ def test_missing_ack_violates_ratio_invariant() -> None:
 
 
 def test_rare_template_is_a_zero_invariant_violation() -> None:
-    m = _trained()
+    m = _trained(1000)  # 0 of 1000 sessions: the 99 % upper bound of its share (0.54 %) is below 0.7 %
     res = m.score("bad", Counter({"open": 1, "write": 3, "ack": 3, "panic": 1}))
     assert [t for t, _ in res.rare] == ["panic"]
+    assert res.rare[0][1] == pytest.approx(m.share_upper("panic")) and res.rare[0][1] <= m.zero_rate
+
+
+def test_rare_needs_evidence_not_a_raw_ratio() -> None:
+    # A young stream: 0 of 300 sessions has a raw share of 0.5/301 = 0.17 %, yet it does not show
+    # the rate is below 0.7 % (3 sessions in 300 would be 1 %); no alert until the bound says so.
+    young = _trained(300)
+    bag = Counter({"open": 1, "write": 3, "ack": 3, "served": 1})
+    assert young.score("x", bag).violations == 0
+    assert young.share_upper("served") > young.zero_rate
+    # Seen in 4 of 1000 sessions (0.4 %): compatible with 0.7 %, so not rare either ...
+    m = _trained(996)
+    for i in range(4):
+        m.learn(f"s{i}", bag)
+    assert m.n == 1000 and m.score("x", bag).rare == []
+    # ... while 4 of 5000 (0.08 %) is rare at 0.99 confidence.
+    for i in range(4000):
+        m.learn(f"t{i}", _normal(i))
+    assert [t for t, _ in m.score("x", bag).rare] == ["served"]
+    # confidence=0.5 is the raw-ratio rule: 0.5/301 ≤ 0.7 % flags the first sighting.
+    loose = _trained(300, confidence=0.5)
+    assert loose.score("x", bag).rare == [("served", pytest.approx(0.5 / 301))]
+
+
+def test_wilson_bounds() -> None:
+    lo, hi = wilson_bounds(np.array([0.0, 5.0, 10.0]), np.array([10.0, 10.0, 10.0]), 1.96)
+    assert lo[0] == 0.0 and hi[2] == 1.0 and lo[1] < 0.5 < hi[1]
+    assert (lo <= np.array([0.0, 0.5, 1.0])).all() and (hi >= np.array([0.0, 0.5, 1.0])).all()
+    assert wilson_bounds(0.0, 0.0, 2.0) == (0.0, 1.0)
+    # more trials at the same rate: a narrower interval
+    lo2, hi2 = wilson_bounds(50.0, 100.0, 1.96)
+    assert lo[1] < lo2 < 0.5 < hi2 < hi[1]
 
 
 def test_counts_accumulate_over_segments_of_a_key() -> None:
@@ -82,3 +115,5 @@ def test_key_memory_is_bounded() -> None:
 def test_bad_parameters() -> None:
     with pytest.raises(ValueError):
         InvariantMiner(min_hold=1.5)
+    with pytest.raises(ValueError, match="confidence"):
+        InvariantMiner(confidence=1.0)
