@@ -6,6 +6,11 @@ prequential, no labels), then joins each event's score with the scenario tag the
 generator put in ``attributes.scenario`` — which the detector never reads — and
 prints, per scenario: events, events that alerted, mean and max score. The
 "normal" row is the false-alert side.
+
+The same run feeds the session stage the worker runs (``build_session_stage``,
+rolling early scores included) and prints, per scenario, the sessions that hold at
+least one of its events and how many of them raised a ``session_anomaly`` alert
+(at close or early, while still open). A session with no tagged event is "normal".
 """
 
 from __future__ import annotations
@@ -22,20 +27,35 @@ from streams.console import table
 
 def run(batch_size: int = 500) -> dict[str, Any]:
     """Score the bundled sample; per-scenario statistics and throughput."""
-    from streams.runtime import build_pipeline
+    from streams.pipeline import Accepted
+    from streams.runtime import build_pipeline, build_session_stage
     from streams.sample import iter_sample
     from streams.settings import Settings
 
     values = list(iter_sample())
     scenarios = [json.loads(v).get("attributes", {}).get("scenario", "normal") for v in values]
-    pipeline = build_pipeline(Settings(), store=None)
+    settings = Settings()
+    pipeline = build_pipeline(settings, store=None)
+    stage = build_session_stage(settings, pipeline, store=None)
     started = time.perf_counter()
     results = []
     alerts = 0
+    session_tags: dict[str, set[str]] = defaultdict(set)
+    session_alerted: set[str] = set()
     for i in range(0, len(values), batch_size):
         out = pipeline.process(values[i : i + batch_size])
         results.extend(out.results)
         alerts += len(out.alerts)
+        acc = [r for r in out.results if isinstance(r, Accepted) and r.event is not None and out.vectors is not None]
+        if acc and out.vectors is not None:
+            so = stage.observe([r.event for r in acc if r.event is not None], out.vectors[[r.row for r in acc]],
+                               [r.template_id or "" for r in acc], [r.template or "" for r in acc],
+                               [r.score for r in acc])
+            for r, sid in zip(acc, so.session_ids):
+                if sid is not None:
+                    session_tags[sid].add(scenarios[i + r.index])
+            session_alerted.update(a["evidence"]["session_id"] for a in so.alerts)
+    session_alerted.update(a["evidence"]["session_id"] for a in stage.flush().alerts)
     seconds = time.perf_counter() - started
     rows: dict[str, dict[str, Any]] = defaultdict(lambda: {"events": 0, "alerted": 0, "score_sum": 0.0,
                                                            "score_max": 0.0})
@@ -48,8 +68,14 @@ def run(batch_size: int = 500) -> dict[str, Any]:
         row["score_max"] = max(row["score_max"], score)
     per = {name: {"events": r["events"], "alerted": r["alerted"], "mean_score": round(r["score_sum"] / r["events"], 1),
                   "max_score": round(r["score_max"], 1)} for name, r in sorted(rows.items())}
+    sessions: dict[str, dict[str, int]] = defaultdict(lambda: {"sessions": 0, "alerted": 0})
+    for sid, tags in session_tags.items():
+        for tag in (tags - {"normal"}) or {"normal"}:
+            sessions[tag]["sessions"] += 1
+            sessions[tag]["alerted"] += int(sid in session_alerted)
     return {"events": len(values), "alerts": alerts, "seconds": round(seconds, 2),
-            "events_per_s": round(len(values) / seconds, 1), "threshold": pipeline.threshold, "scenarios": per}
+            "events_per_s": round(len(values) / seconds, 1), "threshold": pipeline.threshold, "scenarios": per,
+            "sessions": dict(sorted(sessions.items())), "session_alerts": len(session_alerted)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
              r["max_score"]] for name, r in result["scenarios"].items()]
     print(table(rows, ["scenario", "events", "alerted", "alerted %", "mean score", "max score"]))
     print(f"\n{result['events']} events, {result['alerts']} alerts (threshold {result['threshold']:.0f}), "
-          f"{result['events_per_s']:,.0f} events/s scoring (model warm-up included)")
+          f"{result['events_per_s']:,.0f} events/s scoring (model warm-up included)\n")
+    srows = [[name, r["sessions"], r["alerted"]] for name, r in result["sessions"].items()]
+    print(table(srows, ["scenario", "sessions", "session alerts"]))
+    print(f"\n{sum(r['sessions'] for r in result['sessions'].values())} sessions, "
+          f"{result['session_alerts']} with a session_anomaly alert (at close or while open)")
     return 0
 
 
