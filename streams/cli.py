@@ -27,7 +27,8 @@ FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
 #: benchmark name → module with ``main(argv) -> int``
 BENCHES = {"encode": "bench.encode", "eval-hdfs": "bench.eval_hdfs", "sample": "bench.sample_scenarios",
            "store": "bench.store_compare", "quantization": "bench.quantization",
-           "sessions-memory": "bench.session_memory", "sessions-store": "bench.session_store"}
+           "sessions-memory": "bench.session_memory", "sessions-store": "bench.session_store",
+           "entity-update": "bench.entity_update"}
 TRAINABLE = ("categorical", "sessions")
 log = logging.getLogger("secstream")
 
