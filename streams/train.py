@@ -194,41 +194,55 @@ def train_sessions(args: argparse.Namespace) -> dict[str, Any]:
     return {"version": art.version, **meta}
 
 
-def _main_sessions(args_list: list[str]) -> int:
-    try:
-        args = build_sessions_parser().parse_args(args_list)
-        if args.epochs < 1 or args.batch_size < 1 or args.gap <= 0:
-            raise _ArgError("--epochs and --batch-size must be >= 1, --gap > 0")
-        meta = train_sessions(args)
-    except (_ArgError, SecstreamError, ValueError, OSError, re.error) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def _checked_sessions(args_list: list[str]) -> argparse.Namespace:
+    args = build_sessions_parser().parse_args(args_list)
+    if args.epochs < 1 or args.batch_size < 1 or args.gap <= 0:
+        raise _ArgError("--epochs and --batch-size must be >= 1, --gap > 0")
+    return args
+
+
+def _checked_categorical(args_list: list[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(args_list)
+    if args.epochs < 1 or args.dim < 1 or args.min_count < 1 or args.window < 0:
+        raise _ArgError("--epochs, --dim and --min-count must be >= 1, --window >= 0")
+    return args
+
+
+def _summary_sessions(meta: dict[str, Any], out: str) -> str:
     t = meta["training"]
-    print(f"{meta['version']}: {t['sessions']} sessions ({t['events']} events, {t['records']} records, "
-          f"{t['rejected']} rejected), vocab {t['vocab']}, loss {t['loss_curve'][0]:.4f} -> "
-          f"{t['loss_curve'][-1]:.4f}, {t['seconds']:.1f} s -> {args.out}")
-    return 0
+    return (f"{meta['version']}: {t['sessions']} sessions ({t['events']} events, {t['records']} records, "
+            f"{t['rejected']} rejected), vocab {t['vocab']}, loss {t['loss_curve'][0]:.4f} -> "
+            f"{t['loss_curve'][-1]:.4f}, {t['seconds']:.1f} s -> {out}")
+
+
+def _summary_categorical(meta: dict[str, Any], out: str) -> str:
+    t = meta["training"]
+    return (f"{meta['version']}: {t['events']} events in {t['sessions']} sessions "
+            f"({t['records']} records, {t['rejected']} rejected), loss {t['loss_curve'][0]:.4f} -> "
+            f"{t['loss_curve'][-1]:.4f}, {t['seconds']:.1f} s -> {out}")
+
+
+_TRAINERS = {"sessions": (_checked_sessions, train_sessions, _summary_sessions),
+             "categorical": (_checked_categorical, train_file, _summary_categorical)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad arguments or input)."""
+    """Entry point; returns the exit code (0 ok, 2 bad arguments or input).
+
+    ``argv`` starts with what to train (``categorical``, the default when omitted, or ``sessions``).
+    """
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["sessions"]:
-        return _main_sessions(args_list[1:])
-    if args_list[:1] == ["categorical"]:
+    what = args_list[0] if args_list[:1] and args_list[0] in _TRAINERS else "categorical"
+    if args_list[:1] == [what]:
         args_list = args_list[1:]
+    check, train, summary = _TRAINERS[what]
     try:
-        args = build_parser().parse_args(args_list)
-        if args.epochs < 1 or args.dim < 1 or args.min_count < 1 or args.window < 0:
-            raise _ArgError("--epochs, --dim and --min-count must be >= 1, --window >= 0")
-        meta = train_file(args)
-    except (_ArgError, SecstreamError, ValueError, OSError) as exc:
+        args = check(args_list)
+        meta = train(args)
+    except (_ArgError, SecstreamError, ValueError, OSError, re.error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    t = meta["training"]
-    print(f"{meta['version']}: {t['events']} events in {t['sessions']} sessions "
-          f"({t['records']} records, {t['rejected']} rejected), loss {t['loss_curve'][0]:.4f} -> "
-          f"{t['loss_curve'][-1]:.4f}, {t['seconds']:.1f} s -> {args.out}")
+    print(summary(meta, args.out))
     return 0
 
 
