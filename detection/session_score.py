@@ -143,6 +143,8 @@ class SessionScore:
     invariants: InvariantResult | None = None
     sequence_score: float = 0.0  # calibrated GRU surprise (0 while the model is not ready)
     sequence: SequenceSurprise | None = None
+    #: the unit session vector that was scored (:meth:`SessionScorer.vector`), reused by learn() and the store
+    vector: np.ndarray | None = None
 
 
 class SessionScorer:
@@ -221,7 +223,8 @@ class SessionScorer:
         return SessionScore(score=round(max(base, inv_score), 3), knn_raw=res.raw, knn_score=knn_score,
                             surprise=surprise, surprise_score=s_score, warmup=self.seen < self.warmup,
                             worst_transition=worst, neighbours=nbs, components=comps, rare_templates=rare,
-                            invariant_score=inv_score, invariants=inv, sequence_score=seq_score, sequence=seq)
+                            invariant_score=inv_score, invariants=inv, sequence_score=seq_score, sequence=seq,
+                            vector=v)
 
     def _seq_raw(self, seq: SequenceSurprise) -> float:
         return min(seq.max_nll / self.sequence_scale, 2.0)
@@ -229,7 +232,8 @@ class SessionScorer:
     def learn(self, session: Session, result: SessionScore) -> None:
         """Fold a scored session into the state (robust admission applies to the kNN baseline only)."""
         if self.admit_below is None or result.warmup or result.score < self.admit_below:
-            self.baseline.learn(self.vector(session)[None, :], [session.session_id], [session_summary(session)])
+            v = result.vector if result.vector is not None else self.vector(session)
+            self.baseline.learn(v[None, :], [session.session_id], [session_summary(session)])
             self.knn_cal.update(np.array([result.knn_raw]))
         self.surprise_cal.update(np.array([min(result.surprise / self.surprise_scale, 2.0)]))
         self.markov.learn(session.sequence)

@@ -191,6 +191,7 @@ class SessionStage:
         members = sess.member_matrix()
         if members.shape[1] != self.scorer.dim:
             members = np.zeros((0, self.scorer.dim), dtype=np.float32)
-        return session_point(sess, vector=self.scorer.vector(sess), members=members, score=res.score,
+        vector = res.vector if res.vector is not None else self.scorer.vector(sess)
+        return session_point(sess, vector=vector, members=members, score=res.score,
                              alert=alert, model_version=self.model_version)
 
