@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.memory import peak_rss_mib
 
 __all__ = ["default_data", "load_events", "main", "run"]
 
@@ -56,10 +57,6 @@ def load_events(path: Path | None, fmt: str = "auto", limit: int = 100_000) -> l
         if len(events) >= limit:
             break
     return events
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def run(events: list[dict[str, Any]], raw_sample: int = 1000, batch: int = 4096,
@@ -103,7 +100,7 @@ def run(events: list[dict[str, Any]], raw_sample: int = 1000, batch: int = 4096,
         "template_embeddings": text.cache_len,
         "model_calls_texts": text.cache_misses,
         "cache_hit_rate": round(text.hit_rate, 5),
-        "rss_mb": round(_rss_mb(), 1),
+        "rss_mb": round(peak_rss_mib(), 1),
         "batch": batch,
     }
 

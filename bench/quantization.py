@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.store_compare import _rss_mib
+from bench.memory import rss_mib
 from streams.store import QUANTIZATIONS, CollectionSpec, EdgeStore, StorePoint, point_id
 
 SHARED = Path("/work/shared/data")
@@ -141,7 +141,7 @@ def bench_quantization(kind: str, base: np.ndarray, queries: np.ndarray, oversam
     ids = [point_id(f"q-{i}") for i in range(len(base))]
     with tempfile.TemporaryDirectory(prefix=f"secstream-quant-{kind}-") as tmp:
         gc.collect()
-        rss0 = _rss_mib()
+        rss0 = rss_mib()
         store = EdgeStore(Path(tmp))
         try:
             store.ensure(CollectionSpec(name=COLLECTION, dense_dim=base.shape[1], sparse_name=None,
@@ -159,7 +159,7 @@ def bench_quantization(kind: str, base: np.ndarray, queries: np.ndarray, oversam
                     optimize_s = time.perf_counter() - t0
                 store.flush()
                 info = store.info(COLLECTION)
-                rss = _rss_mib()
+                rss = rss_mib()
                 settings = [(True, o) for o in oversamplings] + [(False, 1.0)] if kind != "none" else [(True, 1.0)]
                 for rescore, over in settings:
                     rec, id_rec, loss, p50 = _recall(store, base, queries, ids, rescore, over)

@@ -57,6 +57,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.memory import peak_rss_mib, rss_mib
+
 __all__ = ["Plan", "Probe", "Segments", "SessionStream", "load_segments", "main", "marked", "plan_sessions",
            "run_session_stage", "verdict"]
 
@@ -213,20 +215,6 @@ class SessionStream:
         return doc
 
 
-def _rss_mb() -> tuple[float, float]:
-    """(VmRSS, VmHWM) of this process in MiB, from /proc/self/status (0 where unavailable)."""
-    out = {"VmRSS": 0.0, "VmHWM": 0.0}
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                name, _, rest = line.partition(":")
-                if name in out:
-                    out[name] = float(rest.split()[0]) / 1024.0
-    except OSError:
-        pass
-    return out["VmRSS"], out["VmHWM"]
-
-
 class Probe:
     """Takes the measurement rows: RSS and the sizes of the stream state's bounded structures."""
 
@@ -281,7 +269,7 @@ class Probe:
 
     def mark(self, events: int, label: str = "") -> None:
         gc.collect()
-        rss, hwm = _rss_mb()
+        rss, hwm = rss_mib(), peak_rss_mib()
         wm = self.sessionizer.watermark
         row: dict[str, Any] = {"events": events, "label": label, "rss_mb": round(rss, 1), "peak_mb": round(hwm, 1),
                                "open_bound": self.plan.open_bound(wm, self.sessionizer.gap_s)

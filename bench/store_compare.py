@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import resource
 import sys
 import tempfile
 import time
@@ -30,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from streams.store import ClientStore, CollectionSpec, EdgeStore, SparseTerms, StorePoint, VectorStore, point_id
+from bench.memory import rss_mib
+from streams.store import (
+    ClientStore,
+    CollectionSpec,
+    EdgeStore,
+    SparseTerms,
+    StorePoint,
+    VectorStore,
+    point_id,
+)
 
 ENGINES: dict[str, Callable[[Path], VectorStore]] = {
     "edge": lambda path: EdgeStore(path),
@@ -54,16 +61,6 @@ class Row:
     queries_per_s: float
     rss_delta_mib: float | None
     note: str = ""
-
-
-def _rss_mib() -> float | None:
-    """Current resident set size in MiB (Linux /proc), else peak RSS from getrusage."""
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -107,7 +104,7 @@ def bench_engine(name: str, sizes: list[int], dim: int, n_queries: int, budget_s
     queries = _unit(np.random.default_rng(seed + 1), n_queries, dim)
     with tempfile.TemporaryDirectory(prefix=f"secstream-bench-{name}-") as tmp:
         gc.collect()
-        rss0 = _rss_mib()
+        rss0 = rss_mib()
         store = ENGINES[name](Path(tmp) / "store")
         try:
             store.ensure(CollectionSpec(name=COLLECTION, dense_dim=dim))
@@ -126,7 +123,7 @@ def bench_engine(name: str, sizes: list[int], dim: int, n_queries: int, budget_s
                     step_points += len(points)
                     have += len(points)
                 p50, p99, qps = _queries(store, queries)
-                rss = _rss_mib()
+                rss = rss_mib()
                 note = f"capped: upserts stopped after {budget_s:.0f} s at {have}" if capped else ""
                 rows.append(Row(name, target, store.count(COLLECTION), step_points / step_s if step_s else None,
                                 p50, p99, qps, None if rss is None or rss0 is None else rss - rss0, note))
@@ -138,7 +135,7 @@ def bench_engine(name: str, sizes: list[int], dim: int, n_queries: int, budget_s
                 took = time.perf_counter() - t0
                 if did:
                     p50, p99, qps = _queries(store, queries)
-                    rss = _rss_mib()
+                    rss = rss_mib()
                     rows.append(Row(f"{name}+optimize", rows[-1].target, store.count(COLLECTION), None, p50, p99,
                                     qps, None if rss is None or rss0 is None else rss - rss0,
                                     f"after optimize() took {took:.1f} s (HNSW build)"))
