@@ -31,31 +31,52 @@ def _atomic_write(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
+def _write_snapshot(directory: Path, meta_name: str, arrays_name: str, meta: dict[str, Any],
+                    arrays: dict[str, Any]) -> None:
+    """Arrays to safetensors, then the JSON metadata (``model_version`` inside), each written atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    _atomic_write(directory / arrays_name, lambda p: save_file(contiguous, str(p)))
+    _atomic_write(directory / meta_name, lambda p: p.write_text(json.dumps(meta), encoding="utf-8"))
+
+
+def _read_snapshot(directory: Path, meta_name: str, arrays_name: str, model_version: str,
+                   what: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(meta, arrays) written by :func:`_write_snapshot`; None (with a warning when unusable) if there is none,
+    it cannot be read, or it was written by another model version (its vectors would not be comparable)."""
+    meta_path, arrays_path = directory / meta_name, directory / arrays_name
+    if not (meta_path.exists() and arrays_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("model_version") != model_version:
+            log.warning("ignoring %s in %s: model version %s, running %s", what, directory,
+                        meta.get("model_version"), model_version)
+            return None
+        return meta, load_file(str(arrays_path))
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("ignoring unreadable %s in %s: %s", what, directory, exc)
+        return None
+
+
 def save_state(pipeline: Pipeline, directory: Path) -> None:
     """Write the pipeline's detector and encoder state under ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
     det = pipeline.detector.snapshot()
-    arrays = {k: np.ascontiguousarray(v) for k, v in det["arrays"].items()}
-    _atomic_write(directory / "detector.safetensors", lambda p: save_file(arrays, str(p)))
+    meta = {"model_version": pipeline.model_version, "detector": det["meta"], "encoder": pipeline.encoder.snapshot()}
+    _write_snapshot(directory, "state.json", "detector.safetensors", meta, det["arrays"])
     enc_arrays = {k: np.ascontiguousarray(v) for k, v in pipeline.encoder.arrays().items()}
     if enc_arrays:  # the text embedding cache: a restart does not re-embed known templates
         _atomic_write(directory / ENCODER_ARRAYS, lambda p: save_file(enc_arrays, str(p)))
-    meta = {"model_version": pipeline.model_version, "detector": det["meta"], "encoder": pipeline.encoder.snapshot()}
-    _atomic_write(directory / "state.json", lambda p: p.write_text(json.dumps(meta), encoding="utf-8"))
 
 
 def load_state(pipeline: Pipeline, directory: Path) -> bool:
     """Restore state saved by `save_state`; False when there is none (or it is unusable)."""
-    meta_path, arrays_path = directory / "state.json", directory / "detector.safetensors"
-    if not (meta_path.exists() and arrays_path.exists()):
+    found = _read_snapshot(directory, "state.json", "detector.safetensors", pipeline.model_version, "state")
+    if found is None:
         return False
+    meta, arrays = found
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("model_version") != pipeline.model_version:
-            log.warning("ignoring state in %s: model version %s, running %s", directory,
-                        meta.get("model_version"), pipeline.model_version)
-            return False
-        pipeline.detector.restore({"meta": meta["detector"], "arrays": load_file(str(arrays_path))})
+        pipeline.detector.restore({"meta": meta["detector"], "arrays": arrays})
         pipeline.encoder.restore(meta["encoder"])
     except (OSError, ValueError, KeyError) as exc:
         log.warning("ignoring unreadable state in %s: %s", directory, exc)
@@ -74,26 +95,19 @@ def load_state(pipeline: Pipeline, directory: Path) -> bool:
 
 def save_session_state(scorer: Any, directory: Path, model_version: str) -> None:
     """Write the session scorer's learned state (past-session baseline, calibrators, models)."""
-    directory.mkdir(parents=True, exist_ok=True)
     snap = scorer.snapshot()
-    arrays = {k: np.ascontiguousarray(v) for k, v in snap["arrays"].items()}
-    _atomic_write(directory / "sessions.safetensors", lambda p: save_file(arrays, str(p)))
-    meta = {"model_version": model_version, "scorer": snap["meta"]}
-    _atomic_write(directory / "sessions.json", lambda p: p.write_text(json.dumps(meta), encoding="utf-8"))
+    _write_snapshot(directory, "sessions.json", "sessions.safetensors",
+                    {"model_version": model_version, "scorer": snap["meta"]}, snap["arrays"])
 
 
 def load_session_state(scorer: Any, directory: Path, model_version: str) -> bool:
     """Restore what :func:`save_session_state` wrote; False when there is none or it is unusable."""
-    meta_path, arrays_path = directory / "sessions.json", directory / "sessions.safetensors"
-    if not (meta_path.exists() and arrays_path.exists()):
+    found = _read_snapshot(directory, "sessions.json", "sessions.safetensors", model_version, "session state")
+    if found is None:
         return False
+    meta, arrays = found
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("model_version") != model_version:
-            log.warning("ignoring session state in %s: model version %s, running %s", directory,
-                        meta.get("model_version"), model_version)
-            return False
-        scorer.restore({"meta": meta["scorer"], "arrays": load_file(str(arrays_path))})
+        scorer.restore({"meta": meta["scorer"], "arrays": arrays})
     except (OSError, ValueError, KeyError) as exc:
         log.warning("ignoring unreadable session state in %s: %s", directory, exc)
         return False
