@@ -172,6 +172,9 @@ class EntityTable:
         self.max_entities, self.warm_start, self.min_peers = int(max_entities), bool(warm_start), int(min_peers)
         self.types: list[str] = []
         self.evicted = 0
+        # entities committed / evicted since the last ``detection.entity_records.take_records``
+        self.changed: set[EntityKey] = set()
+        self.removed: set[EntityKey] = set()
         self.groups = PeerGroups(dim)
         self._rows: OrderedDict[EntityKey, int] = OrderedDict()  # LRU order: least recently committed first
         self._keys: list[EntityKey | None] = []
@@ -219,13 +222,19 @@ class EntityTable:
             ok = g >= 0
             scatter_add(self.groups.sum, g[ok], -u[ok])
             np.add.at(self.groups.count, g[ok], -1)
+            self.groups.changed.update(k for r in np.unique(g[ok]).tolist() if (k := self.groups.keys[r]))
             self.groups.release_empty(g[ok])
         for r in rows:
+            key = self._keys[int(r)]
+            if key is not None:
+                self.changed.discard(key)
+                self.removed.add(key)
             self._keys[int(r)] = None
         self._free.extend(int(r) for r in rows)
         self.evicted += n
 
-    def _new_rows(self, keys: list[EntityKey]) -> np.ndarray:
+    def allocate(self, keys: list[EntityKey]) -> np.ndarray:
+        """Rows for new entities (evicting the least recently committed when full), zeroed, in their groups."""
         n = len(keys)
         short = n - len(self._free)
         if short > 0 and self.base.shape[0] < self.max_entities:
@@ -274,10 +283,12 @@ class EntityTable:
         for k in keys:
             if k in self._rows:
                 self._rows.move_to_end(k)
+        self.changed.update(keys)
+        self.removed.difference_update(keys)
         new = rows < 0
         new_idx = np.flatnonzero(new)
         if new_idx.size:
-            rows[new_idx] = self._new_rows([keys[i] for i in new_idx])
+            rows[new_idx] = self.allocate([keys[i] for i in new_idx])
         prior = self._priors(rows[new_idx], rows, means)
         ver = self.version[rows]
         rate = np.full(m, self.lr, dtype=np.float32)

@@ -129,6 +129,8 @@ class PeerGroups:
         self.rows: dict[tuple[str, str], int] = {}
         self.keys: list[tuple[str, str] | None] = []
         self.free: list[int] = []
+        self.changed: set[tuple[str, str]] = set()  # groups published or emptied since the last take
+        self.removed: set[tuple[str, str]] = set()
         self.sum = np.zeros((0, dim), dtype=np.float64)
         self.count = np.zeros(0, dtype=np.int64)
         self.cur = np.zeros((0, dim), dtype=np.float32)
@@ -171,11 +173,15 @@ class PeerGroups:
             if r >= 0 and key is not None and self.count[r] <= 0:
                 del self.rows[key]
                 self.keys[r] = None
+                self.changed.discard(key)
+                self.removed.add(key)
                 self.free.append(r)
 
     def publish(self, rows: np.ndarray, end: float) -> None:
         """New version of each touched group's mean direction, the old one kept as previous."""
         rows = np.unique(rows)
+        self.changed.update(k for r in rows.tolist() if (k := self.keys[r]) is not None)
+        self.removed.difference_update(self.changed)
         self.prev[rows] = self.cur[rows]
         self.prev_end[rows] = self.cur_end[rows]
         self.cur[rows] = unit_rows(self.sum[rows])

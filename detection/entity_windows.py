@@ -107,6 +107,9 @@ class TumblingWindows:
         self.dropped: Counter[str] = Counter()  # too-late events per entity type
         self.overflow: Counter[str] = Counter()  # events left out of a full window, per entity type
         self._open: dict[float, _Open] = {}
+        # (window start, entity) accumulators changed / closed since the last take (changelog records)
+        self.changed: set[tuple[float, EntityKey]] = set()
+        self.removed: set[tuple[float, EntityKey]] = set()
 
     def window_start(self, t: float) -> float:
         """Start of the window holding event time ``t``."""
@@ -146,6 +149,9 @@ class TumblingWindows:
     def _close(self, start: float) -> ClosedWindow:
         w = self._open.pop(start)
         m = len(w.rows)
+        for key in w.rows:
+            self.changed.discard((start, key))
+            self.removed.add((start, key))
         return ClosedWindow(start=start, end=start + self.window_s, keys=list(w.rows),
                             sums=w.sums[:m].copy(), counts=w.counts[:m].copy(), event_ids=w.ids)
 
@@ -182,6 +188,7 @@ class TumblingWindows:
                     self.overflow[key[0]] += 1
                     continue
                 r = w.row(key)
+                self.changed.add((s, key))
                 rows.append(r)
                 src.append(i)
                 if ident and len(w.ids[r]) < self.max_ids:

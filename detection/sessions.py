@@ -24,7 +24,6 @@ given, else ``"src_ip:10.0.0.1"`` …); a key that reopens after closing gets
 
 from __future__ import annotations
 
-import base64
 import re
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+
+from detection.plain import b64, unb64
 
 KEY_KINDS: tuple[str, ...] = ("session_id", "user+host", "src_ip", "host", "user", "regex")
 _ENTITY_TYPE = {"session_id": "session", "user+host": "user", "src_ip": "src_ip", "host": "host", "user": "user",
@@ -99,34 +100,24 @@ class Session:
     def to_dict(self) -> dict[str, Any]:
         """Compact plain data (JSON-able): vectors as base64 (float64 sum, float16 members)."""
         return {"session_id": self.session_id, "key": self.key, "entity": list(self.entity), "start": self.start,
-                "end": self.end, "events": self.events, "vec": None if self.vec is None else _b64(self.vec, "<f8"),
+                "end": self.end, "events": self.events, "vec": None if self.vec is None else b64(self.vec, "<f8"),
                 "bag": dict(self.bag), "sequence": list(self.sequence), "templates": dict(self.templates),
                 "event_ids": list(self.event_ids), "max_event_score": self.max_event_score, "reason": self.reason,
-                "members": {t: _b64(v, "<f2") for t, v in self.members.items()},
+                "members": {t: b64(v, "<f2") for t, v in self.members.items()},
                 "scored_at": self.scored_at, "alerted": self.alerted}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Session:
         """Inverse of :meth:`to_dict`."""
-        vec = None if d["vec"] is None else _unb64(d["vec"], "<f8")
+        vec = None if d["vec"] is None else unb64(d["vec"], "<f8")
         return cls(session_id=str(d["session_id"]), key=str(d["key"]), entity=(str(d["entity"][0]), str(d["entity"][1])),
                    start=float(d["start"]), end=float(d["end"]), events=int(d["events"]), vec=vec,
                    bag=Counter({str(k): int(v) for k, v in d["bag"].items()}), sequence=[str(x) for x in d["sequence"]],
                    templates={str(k): str(v) for k, v in d["templates"].items()},
                    event_ids=[str(x) for x in d["event_ids"]], max_event_score=float(d["max_event_score"]),
                    reason=str(d["reason"]),
-                   members={str(t): _unb64(v, "<f2").astype(np.float32) for t, v in d.get("members", {}).items()},
+                   members={str(t): unb64(v, "<f2").astype(np.float32) for t, v in d.get("members", {}).items()},
                    scored_at=int(d.get("scored_at", 0)), alerted=bool(d.get("alerted", False)))
-
-
-def _b64(a: np.ndarray, dtype: str) -> str:
-    return base64.b64encode(np.asarray(a).astype(dtype).tobytes()).decode("ascii")
-
-
-def _unb64(text: str | Sequence[float], dtype: str) -> np.ndarray:
-    if not isinstance(text, str):  # a plain list (older snapshots)
-        return np.asarray(text, dtype=np.float64)
-    return np.frombuffer(base64.b64decode(text), dtype=dtype).astype(np.float64)
 
 
 @dataclass
