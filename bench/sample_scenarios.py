@@ -11,6 +11,10 @@ The same run feeds the session stage the worker runs (``build_session_stage``,
 rolling early scores included) and prints, per scenario, the sessions that hold at
 least one of its events and how many of them raised a ``session_anomaly`` alert
 (at close or early, while still open). A session with no tagged event is "normal".
+
+And the entity stage (``build_entity_stage``): per scenario, the events whose alert
+was raised by an entity score (column "by entity", included in "alerted") and the
+``entity_drift`` alerts whose evidence holds one of its events.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from streams.console import table
 def run(batch_size: int = 500) -> dict[str, Any]:
     """Score the bundled sample; per-scenario statistics and throughput."""
     from streams.pipeline import Accepted
-    from streams.runtime import build_pipeline, build_session_stage
+    from streams.entity_stage import entity_steps
+    from streams.runtime import build_entity_stage, build_pipeline, build_session_stage
     from streams.sample import iter_sample
     from streams.settings import Settings
 
@@ -37,6 +42,10 @@ def run(batch_size: int = 500) -> dict[str, Any]:
     settings = Settings()
     pipeline = build_pipeline(settings, store=None)
     stage = build_session_stage(settings, pipeline, store=None)
+    entities = build_entity_stage(settings, pipeline, store=None)
+    tag_of = {json.loads(v).get("event_id"): tag for v, tag in zip(values, scenarios)}
+    raised: set[str] = set()
+    drift: list[dict[str, Any]] = []
     started = time.perf_counter()
     results = []
     alerts = 0
@@ -55,19 +64,33 @@ def run(batch_size: int = 500) -> dict[str, Any]:
                 if sid is not None:
                     session_tags[sid].add(scenarios[i + r.index])
             session_alerted.update(a["evidence"]["session_id"] for a in so.alerts)
+        if entities is not None:
+            for a in entities.observe(*entity_steps(out, entities.types)).alerts:
+                if a["kind"] == "entity_drift":
+                    drift.append(a)
+                else:
+                    raised.add(a["evidence"]["event_ids"][0])
     session_alerted.update(a["evidence"]["session_id"] for a in stage.flush().alerts)
+    if entities is not None:
+        drift += [a for a in entities.flush().alerts if a["kind"] == "entity_drift"]
     seconds = time.perf_counter() - started
-    rows: dict[str, dict[str, Any]] = defaultdict(lambda: {"events": 0, "alerted": 0, "score_sum": 0.0,
-                                                           "score_max": 0.0})
+    rows: dict[str, dict[str, Any]] = defaultdict(lambda: {"events": 0, "alerted": 0, "by_entity": 0,
+                                                           "score_sum": 0.0, "score_max": 0.0, "drift": 0})
     for res, scenario in zip(results, scenarios):
         row = rows[scenario]
         row["events"] += 1
         score = getattr(res, "score", 0.0)
-        row["alerted"] += int(bool(getattr(res, "alert", False)))
+        by_entity = getattr(res, "event_id", None) in raised
+        row["alerted"] += int(bool(getattr(res, "alert", False)) or by_entity)
+        row["by_entity"] += int(by_entity)
         row["score_sum"] += score
         row["score_max"] = max(row["score_max"], score)
-    per = {name: {"events": r["events"], "alerted": r["alerted"], "mean_score": round(r["score_sum"] / r["events"], 1),
-                  "max_score": round(r["score_max"], 1)} for name, r in sorted(rows.items())}
+    for a in drift:
+        for tag in {tag_of.get(e, "normal") for e in a["evidence"]["event_ids"]}:
+            rows[tag]["drift"] += 1
+    per = {name: {"events": r["events"], "alerted": r["alerted"], "by_entity": r["by_entity"],
+                  "mean_score": round(r["score_sum"] / max(r["events"], 1), 1), "max_score": round(r["score_max"], 1),
+                  "drift_alerts": r["drift"]} for name, r in sorted(rows.items())}
     sessions: dict[str, dict[str, int]] = defaultdict(lambda: {"sessions": 0, "alerted": 0})
     for sid, tags in session_tags.items():
         for tag in (tags - {"normal"}) or {"normal"}:
@@ -75,7 +98,8 @@ def run(batch_size: int = 500) -> dict[str, Any]:
             sessions[tag]["alerted"] += int(sid in session_alerted)
     return {"events": len(values), "alerts": alerts, "seconds": round(seconds, 2),
             "events_per_s": round(len(values) / seconds, 1), "threshold": pipeline.threshold, "scenarios": per,
-            "sessions": dict(sorted(sessions.items())), "session_alerts": len(session_alerted)}
+            "sessions": dict(sorted(sessions.items())), "session_alerts": len(session_alerted),
+            "entity_alerts": len(raised), "drift_alerts": len(drift)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,9 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    rows = [[name, r["events"], r["alerted"], f"{100 * r['alerted'] / r['events']:.1f}%", r["mean_score"],
-             r["max_score"]] for name, r in result["scenarios"].items()]
-    print(table(rows, ["scenario", "events", "alerted", "alerted %", "mean score", "max score"]))
+    rows = [[name, r["events"], r["alerted"], r["by_entity"], f"{100 * r['alerted'] / max(r['events'], 1):.1f}%",
+             r["mean_score"], r["max_score"], r["drift_alerts"]] for name, r in result["scenarios"].items()]
+    print(table(rows, ["scenario", "events", "alerted", "by entity", "alerted %", "mean score", "max score",
+                       "drift alerts"]))
     print(f"\n{result['events']} events, {result['alerts']} alerts (threshold {result['threshold']:.0f}), "
           f"{result['events_per_s']:,.0f} events/s scoring (model warm-up included)\n")
     srows = [[name, r["sessions"], r["alerted"]] for name, r in result["sessions"].items()]

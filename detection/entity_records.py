@@ -33,7 +33,7 @@ from detection.entity_tracker import EntityTracker
 from detection.entity_windows import _Open
 from detection.plain import b64, unb64
 
-__all__ = ["META", "load_records", "take_records"]
+__all__ = ["META", "Record", "load_records", "take_records"]
 
 META = "m"
 Record = tuple[str, dict[str, Any] | None]

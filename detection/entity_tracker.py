@@ -22,7 +22,7 @@ Segments of a batch between two window closes are processed vectorized.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +75,7 @@ class EntityScores:
     basis: list[str]  # "own", "previous", "prior" or "none"
     version: np.ndarray  # [n] version of that entity's embedding used (0: the peer prior or none)
     late: np.ndarray  # [n] bool: too late for its window, left out of the update
+    reference: np.ndarray  # [n, dim] the embedding behind ``score`` (zeros: none), for explanations
     windows: list[WindowReport] = field(default_factory=list)
 
 
@@ -117,6 +118,9 @@ class EntityTracker:
             raise ValueError(f"parts {bad} are not slices inside the {dim}-d vector")
         self.event_scale, self.decades, self.neighbours = float(event_scale), float(decades), int(neighbours)
         self._event_cals: dict[str, TailCalibrator] = {}
+        #: called with each window's report right after its commit (before later windows of the same
+        #: batch commit): what must read the committed embeddings at their version reads them there
+        self.on_commit: Callable[[WindowReport], None] | None = None
 
     # ------------------------------------------------------------------ stream
 
@@ -131,7 +135,8 @@ class EntityTracker:
         if vectors.shape != (n, self.dim):
             raise ValueError(f"vectors must have shape ({n}, {self.dim}), got {vectors.shape}")
         out = EntityScores(score=np.zeros(n), raw=np.full(n, np.nan), entity=[None] * n, basis=["none"] * n,
-                           version=np.zeros(n, dtype=np.int64), late=np.zeros(n, dtype=bool))
+                           version=np.zeros(n, dtype=np.int64), late=np.zeros(n, dtype=bool),
+                           reference=np.zeros((n, self.dim), dtype=np.float32))
         if n == 0:
             return out
         times = np.array([event_time(ev["time"]) for ev in events], dtype=np.float64)
@@ -184,6 +189,7 @@ class EntityTracker:
             if ok[j] and (out.entity[i] is None or score[j] > out.score[i]):
                 out.score[i], out.raw[i], out.entity[i] = float(score[j]), float(raw[j]), pair_keys[j]
                 out.basis[i], out.version[i] = BASIS_NAMES[int(basis[j])], int(versions[j])
+                out.reference[i] = ref[j]
 
     def _close(self, cw: ClosedWindow) -> WindowReport:
         commit = self.table.commit(cw.keys, cw.means(), cw.start, cw.end)
@@ -201,7 +207,10 @@ class EntityTracker:
         t.n_scored[rs] += 1
         findings = [self._finding(cw, commit, ds, int(i), int(history[i]))
                     for i in np.flatnonzero(ds.score >= self.drift.alert_at)]
-        return WindowReport(commit=commit, counts=cw.counts, drift=ds, findings=findings)
+        report = WindowReport(commit=commit, counts=cw.counts, drift=ds, findings=findings)
+        if self.on_commit is not None:
+            self.on_commit(report)
+        return report
 
     def _finding(self, cw: ClosedWindow, commit: Commit, ds: DriftScores, i: int, history: int) -> DriftFinding:
         key, row = commit.keys[i], int(commit.rows[i])
@@ -224,6 +233,11 @@ class EntityTracker:
     def current(self, key: EntityKey, at: float | None = None) -> EntityView | None:
         """The entity's last committed embedding (see :meth:`EntityTable.current`)."""
         return self.table.current(key, at)
+
+    def scored(self, kind: str, own: bool = True) -> float:
+        """Events of type ``kind`` scored so far against own embeddings (``own``) or peer priors."""
+        cal = self._event_cals.get(f"{kind}/{'own' if own else 'prior'}")
+        return 0.0 if cal is None else float(cal.count)
 
     def stats(self) -> dict[str, Any]:
         """Counters for metrics: entities, evictions, open accumulators, dropped and overflowing events."""

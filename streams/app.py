@@ -25,6 +25,8 @@ import faust
 from streams import metrics
 from streams.pipeline import EVENTS as EVENTS_COLLECTION
 from streams.pipeline import BatchOutcome, Pipeline
+from streams.entity_agent import EntityAgent
+from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
 from streams.session_agent import SessionAgent, encode_steps
 from streams.session_stage import SessionStage
 from streams.settings import Settings
@@ -64,11 +66,12 @@ class Worker:
     """Owns the Faust app, the pipeline and the thread the pipeline runs in."""
 
     def __init__(self, settings: Settings, bootstrap: str, pipeline: Pipeline, *, state_dir: Any,
-                 sessions: SessionStage | None = None, sample: Callable[[], Iterable[bytes]] | None = None,
-                 out: TextIO | None = None) -> None:
+                 sessions: SessionStage | None = None, entities: EntityStage | None = None,
+                 sample: Callable[[], Iterable[bytes]] | None = None, out: TextIO | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.stage = sessions
+        self.entity_stage = entities
         self.state_dir = state_dir
         self.out = out or sys.__stdout__
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
@@ -99,6 +102,12 @@ class Worker:
                 self.app, sessions, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), idle_s=s.session_idle_s,
                 alerts_topic=self.alerts_topic, sessions_topic=self.app.topic(s.topic_sessions, partitions=1),
+                ready=self.ensure_topics)
+        self.entities: EntityAgent | None = None
+        if entities is not None:
+            self.entities = EntityAgent(
+                self.app, entities, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
+                batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), alerts_topic=self.alerts_topic,
                 ready=self.ensure_topics)
         self._outputs = [self.dlq_topic, self.alerts_topic]
         if self.sessions is not None:
@@ -134,8 +143,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_within_s):
             values = [e.value if isinstance(e.value, bytes) else bytes(e.value or b"") for e in events]
-            outcome, steps = await loop.run_in_executor(self.executor, self._process, values)
-            await self._publish(outcome, events, steps)
+            outcome, steps, entity_steps = await loop.run_in_executor(self.executor, self._process, values)
+            await self._publish(outcome, events, steps, entity_steps)
             now = time.time()
             for e in events:
                 ts = e.message.timestamp
@@ -154,16 +163,21 @@ class Worker:
             metrics.TEXT_CACHE.labels("miss").inc(misses - last_misses)
         self._cache_seen = (hits, misses)
 
-    def _process(self, values: list[bytes]) -> tuple[BatchOutcome, list[tuple[bytes, bytes]]]:
-        """Score a batch and derive its session steps (on the pipeline thread)."""
+    def _process(self, values: list[bytes]) -> tuple[BatchOutcome, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+        """Score a batch and derive its session and entity steps (on the pipeline thread)."""
         outcome = self.pipeline.process(values)
         steps = encode_steps(outcome, self.stage) if self.stage is not None else []
-        return outcome, steps
+        e_steps = (encode_entity_steps(*entity_steps(outcome, self.entity_stage.types))
+                   if self.entity_stage is not None else [])
+        return outcome, steps, e_steps
 
-    async def _publish(self, outcome: BatchOutcome, events: list[Any], steps: list[tuple[bytes, bytes]]) -> None:
+    async def _publish(self, outcome: BatchOutcome, events: list[Any], steps: list[tuple[bytes, bytes]],
+                       e_steps: list[tuple[bytes, bytes]]) -> None:
         sends = []
         if self.sessions is not None and steps:
             sends.extend(await self.sessions.send_steps(steps))
+        if self.entities is not None and e_steps:
+            sends.extend(await self.entities.send_steps(e_steps))
         for r in outcome.rejected:
             msg = events[r.index].message
             record = r.dlq_record(source=f"{msg.topic}/{msg.partition}/{msg.offset}")

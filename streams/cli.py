@@ -28,7 +28,8 @@ FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
 BENCHES = {"encode": "bench.encode", "eval-hdfs": "bench.eval_hdfs", "sample": "bench.sample_scenarios",
            "store": "bench.store_compare", "quantization": "bench.quantization",
            "sessions-memory": "bench.session_memory", "sessions-store": "bench.session_store",
-           "entity-update": "bench.entity_update"}
+           "entity-update": "bench.entity_update",
+           "entity-drift": "bench.entity_scenario"}
 TRAINABLE = ("categorical", "sessions")
 log = logging.getLogger("secstream")
 
@@ -69,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.app import Worker
     from streams.broker import EmbeddedBroker
     from streams.metrics import serve
-    from streams.runtime import build_pipeline, build_session_stage, build_store, settle_heap
+    from streams.runtime import build_entity_stage, build_pipeline, build_session_stage, build_store, settle_heap
     from streams.state import load_session_state, load_state
 
     settings = _settings(metrics_port=args.metrics_port)
@@ -108,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("feeding the bundled sample stream; alerts follow as they are published", file=sys.stderr,
                   flush=True)
         worker = Worker(settings, bootstrap, pipeline, state_dir=settings.data_dir / "state", sessions=stage,
-                        sample=sample)
+                        entities=build_entity_stage(settings, pipeline, store), sample=sample)
         worker.run(settings.log_level)
     finally:
         if store is not None:
@@ -179,7 +180,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                          keep_store=Path(args.store_dir) if args.store_dir else None, year=args.year)
     print(f"replayed {summary.records} records ({summary.events} events, {summary.errors} errors, "
           f"{summary.sessions} sessions) in {summary.seconds:.1f}s = {summary.events_per_s:,.0f} records/s; "
-          f"{summary.alerts} alerts -> {args.out}", file=sys.stderr)
+          f"{summary.alerts} alerts ({summary.session_alerts} session, {summary.entity_alerts} raised by an entity "
+          f"score, {summary.drift_alerts} entity drift; {summary.entity_versions} entity versions) -> {args.out}",
+          file=sys.stderr)
     return 0
 
 

@@ -49,6 +49,15 @@ SESSIONS_ROLLING = Counter("secstream_sessions_rolling_scores_total",
                            "Early (rolling) scores of long open sessions.", registry=REGISTRY)
 SESSION_SCORE = Histogram("secstream_session_score", "Scores (0-100) of closed sessions after warm-up.",
                           buckets=(10, 25, 50, 75, 80, 85, 90, 95, 99, 100), registry=REGISTRY)
+ENTITIES = Gauge("secstream_entities", "Entities with a committed embedding held by this worker (its entity "
+                 "partitions).", registry=REGISTRY)
+ENTITY_VERSIONS = Counter("secstream_entity_versions_total",
+                          "Entity versions committed (one per entity per closed window).", registry=REGISTRY)
+ENTITY_WINDOWS = Counter("secstream_entity_windows_total", "Entity windows closed (per entity partition).",
+                         registry=REGISTRY)
+ENTITY_LATE = Counter("secstream_entity_late_total",
+                      "Entity steps too late for their window (beyond the lateness), left out of the update.",
+                      registry=REGISTRY)
 
 for _result in ("ok", "invalid"):
     EVENTS.labels(_result)

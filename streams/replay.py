@@ -12,6 +12,13 @@ user+host, src_ip, host; inactivity gap on event time), scored at close by
 sessions only); ``alert`` is ``score >= pipeline.threshold`` outside the session
 warm-up, and each alerting session adds a ``session_anomaly`` alert (a long open
 session may alert early, with the same alert id).
+
+Entities go through :class:`streams.entity_stage.EntityStage` (one tracker; the
+worker has one per partition of its entity steps): an event's ``score`` in
+``events.jsonl`` is its joined score (its own score, raised by an entity score
+against the entity's own committed embedding), ``alert`` is true when either
+alerted; ``entity_drift`` alerts and entity-raised ``event_anomaly`` alerts join
+``alerts.jsonl``.
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ from detection.session_score import SessionScorer
 from detection.sessions import Sessionizer
 from streams.adapters import Record, read_records
 from streams.console import Progress
+from streams.entity_stage import EntityOutcome, EntityStage, entity_steps
 from streams.pipeline import Accepted, Pipeline, Rejected
 from streams.runtime import (
+    build_entity_stage,
     build_pipeline,
     build_session_stage,
     build_store,
@@ -46,6 +55,9 @@ class ReplaySummary:
     alerts: int = 0
     sessions: int = 0
     session_alerts: int = 0
+    entity_alerts: int = 0  # event_anomaly alerts raised by an entity score
+    drift_alerts: int = 0
+    entity_versions: int = 0
     seconds: float = 0.0
     by_error: dict[str, int] = field(default_factory=dict)
 
@@ -81,15 +93,23 @@ def _write_sessions(outcome: SessionOutcome, s_out: Any, al_out: Any, summary: R
     summary.session_alerts += len(outcome.alerts)
 
 
+def _write_entities(outcome: EntityOutcome, al_out: Any, summary: ReplaySummary) -> None:
+    al_out.writelines(_line(alert) for alert in outcome.alerts)
+    summary.alerts += len(outcome.alerts)
+    summary.entity_alerts += outcome.event_alerts
+    summary.drift_alerts += outcome.drift_alerts
+    summary.entity_versions += outcome.commits
+
+
 def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path, *, batch_size: int = 2000,
                    progress: Progress | None = None, sessions: SessionStage | None = None,
-                   sessionizer: Sessionizer | None = None,
-                   session_scorer: SessionScorer | None = None) -> ReplaySummary:
+                   sessionizer: Sessionizer | None = None, session_scorer: SessionScorer | None = None,
+                   entities: EntityStage | None = None) -> ReplaySummary:
     """Score ``records`` in order and write the three contract files under ``out_dir``.
 
     ``sessions`` is the session stage (as the worker builds it); without one, a
     stage is made of ``sessionizer``/``session_scorer`` (fresh defaults if absent)
-    and no store.
+    and no store. ``entities`` is the entity stage (none: no entity scores).
     """
     import time
 
@@ -115,6 +135,10 @@ def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path,
                                              [r.template_id or "" for r in acc], [r.template or "" for r in acc],
                                              [r.score for r in acc])
             session_of = {id(r): sid for r, sid in zip(acc, s_outcome.session_ids)} if s_outcome is not None else {}
+            e_outcome = entities.observe(*entity_steps(outcome, entities.types)) if entities is not None else None
+            joined = e_outcome.scores if e_outcome is not None else {}
+            raised = {a["evidence"]["event_ids"][0] for a in e_outcome.alerts
+                      if a["kind"] == "event_anomaly"} if e_outcome is not None else set()
             for rec in batch:
                 summary.records += 1
                 res = by_pos.get(id(rec))
@@ -129,15 +153,20 @@ def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path,
                 else:
                     assert isinstance(res, Accepted)
                     summary.events += 1
+                    score = joined[res.event_id][0] if res.event_id in joined else res.score
                     ev_out.write(_line({"event_id": res.event_id, "session_id": session_of.get(id(res)),
-                                        "score": round(res.score, 3), "alert": res.alert}))
+                                        "score": round(score, 3), "alert": res.alert or res.event_id in raised}))
             al_out.writelines(_line(alert) for alert in outcome.alerts)
             summary.alerts += len(outcome.alerts)
             if s_outcome is not None:
                 _write_sessions(s_outcome, s_out, al_out, summary)
+            if e_outcome is not None:
+                _write_entities(e_outcome, al_out, summary)
             if progress is not None:
                 progress.advance(len(batch), alerts=summary.alerts)
         _write_sessions(sessions.flush(), s_out, al_out, summary)
+        if entities is not None:
+            _write_entities(entities.flush(), al_out, summary)
     summary.seconds = time.perf_counter() - started
     if progress is not None:
         progress.close(alerts=summary.alerts)
@@ -153,9 +182,11 @@ def run_replay(path: Path, fmt: str, out_dir: Path, settings: Settings, *, keep_
         try:
             pipeline = build_pipeline(settings, store)
             stage = build_session_stage(settings, pipeline, store)
+            entities = build_entity_stage(settings, pipeline, store)
             settle_heap()
             progress = Progress(f"replay {path.name}")
             return replay_records(read_records(path, fmt, year=year), pipeline, out_dir,
-                                  batch_size=settings.batch_size, progress=progress, sessions=stage)
+                                  batch_size=settings.batch_size, progress=progress, sessions=stage,
+                                  entities=entities)
         finally:
             store.close()

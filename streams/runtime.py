@@ -7,10 +7,13 @@ import logging
 from pathlib import Path
 
 from detection.detector import NoveltyDetector
+from detection.entity_drift import DriftScorer
+from detection.entity_tracker import EntityTracker
 from detection.sequence import OnlineSequenceScorer, load_artifact
 from detection.session_score import SessionScorer
 from detection.sessions import Sessionizer
 from encoders.hybrid import build_default_encoder
+from streams.entity_stage import EntityStage
 from streams.pipeline import Pipeline
 from streams.session_stage import SessionStage
 from streams.settings import Settings
@@ -79,6 +82,26 @@ def build_session_stage(settings: Settings, pipeline: Pipeline, store: VectorSto
     return SessionStage(scorer, lambda: make_sessionizer(settings), store=store,
                         threshold=settings.alert_threshold, model_version=pipeline.model_version,
                         rolling_every=settings.session_rolling_every)
+
+
+def build_entity_stage(settings: Settings, pipeline: Pipeline, store: VectorStore | None) -> EntityStage | None:
+    """The entity stage of a worker or a replay (``None`` when ``SECSTREAM_ENTITY_TYPES`` is empty)."""
+    if not settings.entity_types:
+        return None
+    types = tuple(settings.entity_types.split(","))
+    dim, parts = pipeline.encoder.dim, dict(pipeline.encoder.parts)
+
+    def make_tracker() -> EntityTracker:
+        return EntityTracker(dim, types=types, window_s=settings.entity_window_s,
+                             lateness_s=settings.entity_lateness_s, lr=settings.entity_lr,
+                             slices=settings.entity_slices, max_entities=settings.entity_max, parts=parts,
+                             decades=settings.tail_decades,
+                             drift=DriftScorer(alert_at=settings.entity_drift_alert_at))
+
+    return EntityStage(make_tracker, store=store, threshold=settings.alert_threshold,
+                       model_version=pipeline.model_version, min_versions=settings.entity_min_versions,
+                       warmup=settings.entity_warmup, decades=settings.tail_decades, join_at=settings.entity_join_at,
+                       join_types=tuple(t for t in settings.entity_join_types.split(",") if t))
 
 
 def settle_heap() -> None:

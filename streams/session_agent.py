@@ -47,6 +47,7 @@ from detection.sessions import Session, iso_time
 from streams import metrics
 from streams.pipeline import Accepted, BatchOutcome
 from streams.session_stage import SessionOutcome, SessionStage
+from streams.table_agent import TableAgent
 
 log = logging.getLogger(__name__)
 
@@ -104,50 +105,22 @@ def session_record(c: Any) -> dict[str, Any]:
             "templates": [{"id": t, "count": n} for t, n in s.bag.most_common(10)]}
 
 
-class SessionAgent:
+class SessionAgent(TableAgent):
     """The session half of a worker; see the module docstring."""
 
     def __init__(self, app: faust.App, stage: SessionStage, executor: ThreadPoolExecutor, *, app_id: str,
                  partitions: int, batch_size: int, within_s: float, idle_s: float, alerts_topic: Any,
                  sessions_topic: Any, ready: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.app = app
+        super().__init__(app, executor, name="sessions", steps="session-steps", table=TABLE, app_id=app_id, partitions=partitions,
+                         batch_size=batch_size, within_s=within_s, ready=ready)
         self.stage = stage
-        self.executor = executor
-        self.batch_size, self.within_s, self.idle_s = batch_size, within_s, idle_s
+        self.idle_s = idle_s
         self.alerts_topic, self.sessions_topic = alerts_topic, sessions_topic
-        self.ready = ready  # awaited before the first batch: the output topics exist
-        self.steps_topic = app.topic(f"{app_id}-session-steps", partitions=partitions, internal=True,
-                                     key_serializer="raw", value_serializer="raw")
-        self.table = app.Table(TABLE, partitions=partitions, key_type=bytes)  # values: JSON plain data
-        self.table.on_recover(self._recovered)
-        self.restored: set[int] = set()
-        self.last_step = time.monotonic()
-        # one batch (observe → changelog → sends) at a time: the agent and the idle timer
-        # must not interleave their writes for a partition
-        self._turn = asyncio.Lock()
-        app.agent(self.steps_topic, name="sessions")(self._agent)
         app.timer(5.0, name="sessions-idle")(self._idle_timer)
 
-    # ------------------------------------------------------------------ steps in
-    async def send_steps(self, steps: list[tuple[bytes, bytes]]) -> list[Any]:
-        """Publish steps (the events agent calls this); returns the send futures to await."""
-        return [await self.steps_topic.send(key=k, value=v) for k, v in steps]
-
-    async def _agent(self, stream: faust.StreamT) -> None:
-        if self.ready is not None:
-            await self.ready()
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(self.batch_size, within=self.within_s):
-            self.last_step = time.monotonic()
-            by_partition: dict[int, list[bytes]] = {}
-            for e in events:
-                by_partition.setdefault(e.message.partition, []).append(bytes(e.value or b""))
-            for partition, values in sorted(by_partition.items()):
-                async with self._turn:
-                    if partition not in self.restored:  # assigned after our last recovery callback
-                        self._restore(partition)
-                    outcome = await loop.run_in_executor(self.executor, self._observe, partition, values)
-                    await self._emit(partition, outcome)
+    async def _batch(self, partition: int, values: list[bytes]) -> None:
+        outcome = await self.run(self._observe, partition, values)
+        await self._emit(partition, outcome)
 
     def _observe(self, partition: int, values: list[bytes]) -> SessionOutcome:
         steps, vectors = decode_steps(values)
@@ -163,10 +136,9 @@ class SessionAgent:
         silence = time.monotonic() - self.last_step
         if silence < self.idle_s:
             return
-        loop = asyncio.get_running_loop()
         for partition in sorted(self.restored):
-            async with self._turn:
-                outcome = await loop.run_in_executor(self.executor, self.stage.advance, partition, silence)
+            async with self.turn:
+                outcome = await self.run(self.stage.advance, partition, silence)
                 if outcome.closed:
                     await self._emit(partition, outcome)
 
@@ -207,47 +179,15 @@ class SessionAgent:
         wm = sz.watermark if sz is not None and sz.watermark != float("-inf") else None
         return [await self._write(partition, f"w:{partition}".encode(), [partition, wm])]
 
-    async def _write(self, partition: int, key: bytes, value: Any) -> Any:
-        """Set (or delete, ``None``) a table key: the table's store, and its changelog partition ``partition``.
-
-        Not ``table[key] = value``: that takes the partition from the current event
-        (a ``take_events`` batch sets none) and queues the changelog message in
-        Faust's producer buffer, which stalls stream processing once a batch writes
-        more than 100 keys. The partition is known here, and the send is awaited
-        with the batch's other sends, before its offsets are committed.
-        """
-        topic = self.table.changelog_topic
-        if value is None:
-            if key not in self.table.data:
-                return None
-            del self.table.data[key]
-            return await topic.send(key=key, value=None, partition=partition, key_serializer="raw",
-                                    value_serializer="raw")
-        self.table.data[key] = value
-        return await topic.send(key=key, value=value, partition=partition, key_serializer="raw",
-                                value_serializer="json")
-
     # ------------------------------------------------------------------ recovery
-    def _active(self) -> set[int]:
-        name = self.steps_topic.get_topic_name()
-        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == name}
-
-    async def _recovered(self) -> None:
-        """After every recovery: drop partitions no longer ours, rebuild the newly assigned ones."""
-        active = self._active()
-        for partition in sorted(self.restored - active):
-            dropped = self.stage.drop(partition)
-            self.restored.discard(partition)
-            log.info("sessions: partition %d revoked, %d open sessions handed over", partition, dropped)
-        for partition in sorted(active - self.restored):
-            self._restore(partition)
-
-    def _restore(self, partition: int) -> None:
-        """Rebuild ``partition``'s open sessions, reopen counters and watermark from the table."""
+    def _drop(self, partition: int) -> None:
         self.stage.drop(partition)
+
+    def _load(self, partition: int, items: list[tuple[bytes, Any]]) -> None:
+        """Rebuild ``partition``'s open sessions, reopen counters and watermark from the table."""
         sz = self.stage.sessionizer(partition)
         opened = remembered = 0
-        for key, value in list(self.table.data.items()):
+        for key, value in items:
             kind, name = bytes(key)[:2], bytes(key)[2:].decode("utf-8", "replace")
             try:
                 if kind == b"s:" and value.get("p") == partition:
@@ -260,7 +200,6 @@ class SessionAgent:
                     sz.watermark = max(sz.watermark, float(value[1]))
             except (KeyError, TypeError, ValueError, IndexError) as exc:
                 log.warning("sessions: skipping unreadable table entry %r: %s", key[:80], exc)
-        self.restored.add(partition)
         metrics.SESSIONS_OPEN.set(self.stage.open_sessions())
         if opened or remembered:
             log.info("sessions: partition %d recovered %d open sessions, %d closed keys", partition, opened,

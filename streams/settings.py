@@ -78,6 +78,20 @@ class Settings(BaseSettings):
     # the silence, so sessions still close when a stream stops
     session_idle_s: float = Field(default=60.0, gt=0)
 
+    # Entities (replay and the worker's entity agent): embeddings per entity, micro-batch
+    # updates in tumbling event-time windows, drift alerts, entity scores joining event scores.
+    entity_types: str = "user,host,src_ip"  # event fields that name entities; empty = off
+    entity_window_s: float = Field(default=300.0, ge=60, le=900)  # 1 to 15 minutes
+    entity_lateness_s: float = Field(default=60.0, ge=0, le=900)  # at most the window
+    entity_lr: float = Field(default=0.2, gt=0, le=1)  # e <- e + lr * (mean(window) - e)
+    entity_slices: int = 4  # hour-of-day slices of the adjustment: a divisor of 24
+    entity_max: int = Field(default=20_000, ge=1)  # entities kept per partition (LRU)
+    entity_drift_alert_at: float = Field(default=90.0, ge=0, le=100)
+    entity_join_types: str = "user"  # types whose entity score joins the event score; empty = none
+    entity_join_at: float = Field(default=95.0, ge=0, le=100)  # entity score from which it joins
+    entity_min_versions: int = Field(default=3, ge=1)  # versions an entity needs before its score alerts
+    entity_warmup: int = Field(default=200, ge=0)  # steps scored per type before entity scores alert
+
     # Worker.
     batch_size: int = Field(default=2000, ge=1)
     batch_within_s: float = Field(default=0.05, gt=0)
@@ -105,6 +119,39 @@ class Settings(BaseSettings):
         if bad or not kinds:
             raise ValueError(f"unknown session key kinds {bad or value!r}; valid: {', '.join(KEY_KINDS)}")
         return ",".join(kinds)
+
+    @field_validator("entity_types", "entity_join_types")
+    @classmethod
+    def _entity_types_known(cls, value: str) -> str:
+        from detection.entity_groups import validate_types
+
+        kinds = [k.strip() for k in value.split(",") if k.strip()]
+        return ",".join(validate_types(kinds)) if kinds else ""
+
+    @field_validator("entity_slices")
+    @classmethod
+    def _slices_divide_the_day(cls, value: int) -> int:
+        from detection.entities import SLICE_CHOICES
+
+        if value not in SLICE_CHOICES:
+            raise ValueError(f"entity_slices must divide the day into equal hours: one of {SLICE_CHOICES}")
+        return value
+
+    @model_validator(mode="after")
+    def _join_types_tracked(self) -> "Settings":
+        tracked = set(self.entity_types.split(",")) if self.entity_types else set()
+        join = set(self.entity_join_types.split(",")) if self.entity_join_types else set()
+        if not join <= tracked:
+            raise ValueError(f"SECSTREAM_ENTITY_JOIN_TYPES {sorted(join - tracked)} must be among "
+                             f"SECSTREAM_ENTITY_TYPES ({self.entity_types or 'none'})")
+        return self
+
+    @model_validator(mode="after")
+    def _lateness_within_window(self) -> "Settings":
+        if self.entity_lateness_s > self.entity_window_s:
+            raise ValueError(f"SECSTREAM_ENTITY_LATENESS_S ({self.entity_lateness_s}) must be at most "
+                             f"SECSTREAM_ENTITY_WINDOW_S ({self.entity_window_s})")
+        return self
 
     @model_validator(mode="after")
     def _regex_given(self) -> "Settings":
