@@ -11,15 +11,22 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bench.entity_scenario import (  # the OpenSSH drift scenario, shared with the replay benchmark
+    CHANGE_AT,
+    CHANGED,
+    OPENSSH,
+    SLOW,
+    SLOW_FROM,
+    SLOW_LEN,
+    T0,
+    openssh_scenario,
+)
 from detection.entities import EntityTable, batch_update, hour_slices
 from detection.entity_drift import DriftScorer, entity_drift_alert
 from detection.entity_groups import entity_keys, peer_group, unit_rows
 from detection.entity_tracker import EntityTracker
 from detection.entity_windows import TumblingWindows
 from schemas.models import validate_alert
-
-OPENSSH = Path(__file__).resolve().parents[3] / "shared" / "data" / "loghub" / "OpenSSH_2k.log"
-T0 = 1_765_000_200.0  # a window boundary for 300 s windows
 
 
 def iso(t: float) -> str:
@@ -260,73 +267,6 @@ def test_snapshot_restore_round_trip_as_plain_data_and_safetensors(tmp_path: Pat
 
 
 # ----------------------------------------------------------------------------- OpenSSH drift scenario
-
-CHANGED, SLOW, CHANGE_AT, SLOW_FROM, SLOW_LEN, SLOW_LOGINS, WINDOWS = "user00", "user01", 14, 6, 30, 12, 40
-
-
-def openssh_scenario() -> tuple[list[dict[str, Any]], np.ndarray, dict[str, slice]]:
-    """30 users with their own /24 and legitimate sessions (Accepted password, session opened and
-    closed, a rare typo) from real OpenSSH templates. ``user00`` turns abruptly at window 14: every
-    login now comes from a new public subnet with break-in warnings, failed passwords and too many
-    failures. ``user01`` (12 logins a window) reaches the same behaviour over 30 windows, one more
-    login of the new kind every 2–3 windows."""
-    from encoders.hybrid import build_default_encoder
-    from schemas.models import decode_event, parse_event
-    from streams.adapters import read_records
-
-    sample = [decode_event(r.value).to_dict() for r in read_records(OPENSSH, "sshd") if r.value]
-
-    def first(prefix: str) -> dict[str, Any]:
-        return next(e for e in sample if e["message"].startswith(prefix))
-
-    protos = {"accepted": first("Accepted password for"), "opened": first("pam_unix(sshd:session): session opened"),
-              "closed": first("pam_unix(sshd:session): session closed"), "failed": first("Failed password for root"),
-              "pam_more": first("PAM 5 more authentication failures"), "break_in": first("reverse mapping checking"),
-              "too_many": first("Disconnecting: Too many authentication failures"),
-              "conn_closed": first("Connection closed by")}
-
-    def make(kind: str, user: str, ip: str, port: int, t: float, n: int) -> dict[str, Any]:
-        e = copy.deepcopy(protos[kind])
-        msg = e["message"]
-        if e.get("user"):
-            msg, e["user"] = msg.replace(e["user"], user), user
-        if e.get("src_ip"):
-            msg, e["src_ip"] = msg.replace(e["src_ip"], ip), ip
-        if e.get("src_port"):
-            msg, e["src_port"] = msg.replace(str(e["src_port"]), str(port)), port
-        if kind == "pam_more":
-            msg, e["attributes"]["rhost"] = msg.replace(e["attributes"]["rhost"], ip), ip
-        e.update(message=msg, time=iso(t), event_id=f"syn-{n}")
-        return parse_event(e).to_dict()
-
-    rng = np.random.default_rng(5)
-    stream: list[dict[str, Any]] = []
-    for w in range(WINDOWS):
-        for ui in range(30):
-            user = f"user{ui:02d}"
-            logins = SLOW_LOGINS if user == SLOW else int(rng.integers(1, 4))
-            turned = 0  # logins of the new kind in this window
-            if user == CHANGED and w >= CHANGE_AT:
-                turned = logins
-            elif user == SLOW and w >= SLOW_FROM:
-                turned = round(min(1.0, (w - SLOW_FROM + 1) / SLOW_LEN) * logins)
-            for j in range(logins):
-                t = T0 + 300 * w + rng.uniform(0, 290)
-                ip, port = f"10.20.{ui}.{10 + int(rng.integers(0, 3))}", int(rng.integers(40000, 60000))
-                if j < turned:
-                    ip = f"203.0.113.{int(rng.integers(2, 250))}"
-                    kinds = ["break_in", *["failed"] * 5, "pam_more", "too_many", "conn_closed"]
-                else:
-                    kinds = (["failed"] if rng.random() < 0.1 else []) + ["accepted", "opened", "closed"]
-                for k, kind in enumerate(kinds):
-                    stream.append(make(kind, user, ip, port, t + k * rng.uniform(0.5, 5), len(stream)))
-    stream.sort(key=lambda e: e["time"])
-    encoder = build_default_encoder()
-    for a in range(0, len(stream), 2000):  # learn the vocabulary first: the encoder must not drift itself
-        encoder.update(stream[a:a + 2000])
-    vectors = np.concatenate([encoder.encode(stream[a:a + 2000]).dense for a in range(0, len(stream), 2000)])
-    return stream, vectors, encoder.parts
-
 
 @pytest.fixture(scope="module")
 def drift_run() -> dict[str, Any]:

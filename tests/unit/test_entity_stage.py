@@ -81,3 +81,14 @@ def test_steps_round_trip_on_the_wire_and_bad_ones_are_skipped() -> None:
 def test_join_types_must_be_tracked() -> None:
     with pytest.raises(ValueError, match="join types"):
         EntityStage(lambda: EntityTracker(8, types=("host",)), join_types=("user",))
+
+
+def test_a_batch_without_entities_gives_no_steps() -> None:
+    from streams.entity_stage import entity_steps
+    from streams.pipeline import Accepted, BatchOutcome
+
+    out = BatchOutcome()
+    out.results = [Accepted(0, "e1", None, 1.0, False, False, event={"time": iso(T0), "message": "m"}, row=0)]
+    out.vectors = np.zeros((1, 8), dtype=np.float32)
+    steps, vectors = entity_steps(out, ("user",))
+    assert steps == [] and vectors.shape == (0, 8)
