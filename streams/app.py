@@ -23,20 +23,17 @@ from typing import Any, TextIO
 import faust
 
 from streams import metrics
-from streams.pipeline import EVENTS as EVENTS_COLLECTION
-from streams.pipeline import BatchOutcome, Pipeline
 from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
+from streams.pipeline import EVENTS as EVENTS_COLLECTION
+from streams.pipeline import BatchOutcome, Pipeline
 from streams.session_agent import SessionAgent, encode_steps
 from streams.session_stage import SessionStage
 from streams.settings import Settings
 from streams.state import save_session_state, save_state
+from streams.wire import dumps
 
 log = logging.getLogger(__name__)
-
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def entity_key(event: dict[str, Any]) -> bytes | None:

@@ -27,7 +27,6 @@ commit replays that batch's steps.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +37,7 @@ import faust
 from streams import metrics
 from streams.entity_stage import EntityOutcome, EntityStage, decode_entity_steps
 from streams.table_agent import TableAgent
+from streams.wire import dumps
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class EntityAgent(TableAgent):
         meta_key, meta = records[-1]  # last, alone
         sends = [await self._write(partition, prefix + meta_key.encode("utf-8"), meta, keep=_KEPT)]
         for alert in outcome.alerts:
-            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=_dumps(alert)))
+            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=dumps(alert)))
         await asyncio.gather(*sends)  # acked before the batch's offsets can be committed
         for alert in outcome.alerts:
             metrics.ALERTS.labels(alert["kind"], alert["severity"]).inc()
@@ -109,7 +109,3 @@ class EntityAgent(TableAgent):
         if counts.get("entities") or counts.get("accumulators"):
             log.info("entities: partition %d recovered %d entities, %d peer groups, %d open accumulators",
                      partition, counts["entities"], counts["groups"], counts["accumulators"])
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -35,7 +35,6 @@ events and `SessionStage` for sessions):
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,6 +51,7 @@ from detection.entity_records import Record, load_records, take_records
 from detection.entity_tracker import EntityScores, EntityTracker, WindowReport
 from streams.pipeline import Accepted, BatchOutcome
 from streams.store import StorePoint, VectorStore
+from streams.wire import dumps, stack_newest, vector_from, vector_text
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,8 @@ def encode_entity_steps(steps: Sequence[EntityStep], vectors: np.ndarray) -> lis
         value = {"en": list(step.entity), "t": step.time, "id": step.event_id, "s": round(step.score, 3),
                  "a": step.alerted, "w": step.warmup, "tid": step.template_id, "tpl": step.template,
                  "ev": step.summary, "sid": step.session_id, "sev": step.severity,
-                 "v": base64.b64encode(np.ascontiguousarray(vec, dtype="<f4").tobytes()).decode()}
-        out.append((step.key, json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()))
+                 "v": vector_text(vec)}
+        out.append((step.key, dumps(value)))
     return out
 
 
@@ -120,18 +120,14 @@ def decode_entity_steps(values: Iterable[bytes]) -> tuple[list[EntityStep], np.n
     for raw in values:
         try:
             d = json.loads(raw)
-            vec = np.frombuffer(base64.b64decode(d["v"]), dtype="<f4")
+            vec = vector_from(d["v"])
             steps.append(EntityStep((str(d["en"][0]), str(d["en"][1])), str(d["t"]), str(d["id"]), float(d["s"]),
                                     bool(d["a"]), bool(d["w"]), str(d["tid"]), str(d["tpl"]), dict(d["ev"]),
                                     d.get("sid"), d.get("sev")))
             rows.append(vec)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             log.warning("skipping unreadable entity step: %s", exc)
-    widths = {r.shape[0] for r in rows}
-    if len(widths) > 1:  # a model change mid-stream: keep the newest width
-        keep = [i for i, r in enumerate(rows) if r.shape[0] == rows[-1].shape[0]]
-        steps, rows = [steps[i] for i in keep], [rows[i] for i in keep]
-    return steps, (np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
+    return stack_newest(steps, rows)
 
 
 @dataclass
@@ -171,6 +167,7 @@ class EntityStage:
             raise ValueError(f"join types {sorted(self.join_types)} must be tracked types ({', '.join(self.types)})")
         self._spec_ready = False
         self._points: list[StorePoint] = []
+        self._outcome: EntityOutcome | None = None  # the batch that window commits report to (on_commit)
 
     # ------------------------------------------------------------------ partitions and state
     def tracker(self, partition: int = 0) -> EntityTracker:
@@ -247,8 +244,6 @@ class EntityStage:
         return out
 
     # ------------------------------------------------------------------ internals
-    _outcome: EntityOutcome | None = None
-
     def _may_alert(self, tr: EntityTracker, step: EntityStep, version: int, score: float) -> bool:
         return (not step.alerted and not step.warmup and score >= self.threshold
                 and version >= self.min_versions and tr.scored(step.entity[0], own=True) >= self.warmup)

@@ -32,7 +32,6 @@ changelog write and the offset commit replays the steps of that window.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import time
@@ -48,14 +47,11 @@ from streams import metrics
 from streams.pipeline import Accepted, BatchOutcome
 from streams.session_stage import SessionOutcome, SessionStage
 from streams.table_agent import TableAgent
+from streams.wire import dumps, stack_newest, vector_from, vector_text
 
 log = logging.getLogger(__name__)
 
 TABLE = "sessions"
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def encode_steps(outcome: BatchOutcome, stage: SessionStage) -> list[tuple[bytes, bytes]]:
@@ -70,10 +66,9 @@ def encode_steps(outcome: BatchOutcome, stage: SessionStage) -> list[tuple[bytes
         if found is None:
             continue
         key, entity = found
-        vec = np.ascontiguousarray(outcome.vectors[r.row], dtype="<f4")
-        out.append((key.encode("utf-8"), _dumps({
+        out.append((key.encode("utf-8"), dumps({
             "k": key, "en": list(entity), "t": r.event["time"], "id": r.event_id, "tid": r.template_id or "",
-            "tpl": r.template or "", "s": round(float(r.score), 3), "v": base64.b64encode(vec.tobytes()).decode(),
+            "tpl": r.template or "", "s": round(float(r.score), 3), "v": vector_text(outcome.vectors[r.row]),
         })))
     return out
 
@@ -84,16 +79,11 @@ def decode_steps(values: Sequence[bytes]) -> tuple[list[dict[str, Any]], np.ndar
     for v in values:
         try:
             d = json.loads(v)
-            rows.append(np.frombuffer(base64.b64decode(d["v"]), dtype="<f4"))
+            rows.append(vector_from(d["v"]))
             steps.append(d)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("skipping unreadable session step: %s", exc)
-    dims = {r.shape[0] for r in rows}
-    if len(dims) > 1:  # model change mid-stream: keep the newest width
-        width = rows[-1].shape[0]
-        keep = [i for i, r in enumerate(rows) if r.shape[0] == width]
-        steps, rows = [steps[i] for i in keep], [rows[i] for i in keep]
-    return steps, (np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
+    return stack_newest(steps, rows)
 
 
 def session_record(c: Any) -> dict[str, Any]:
@@ -147,9 +137,9 @@ class SessionAgent(TableAgent):
         sends = await self._persist(partition, outcome)
         for c in outcome.closed:
             sends.append(await self.sessions_topic.send(key=c.session.session_id.encode("utf-8"),
-                                                        value=_dumps(session_record(c))))
+                                                        value=dumps(session_record(c))))
         for alert in outcome.alerts:
-            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=_dumps(alert)))
+            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=dumps(alert)))
         if sends:  # acked before the batch's offsets can be committed
             await asyncio.gather(*sends)
         # counted once durable: a metric that moved means the changelog has it
