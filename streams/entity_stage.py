@@ -22,7 +22,7 @@ events and `SessionStage` for sessions):
   it gets an ``event_anomaly`` alert explaining which entity it does not resemble
   (:func:`detection.entity_alerts.entity_event_alert`), once the entity has
   ``min_versions`` versions and its type's score calibrator ``warmup`` scored steps;
-- steps of events scored in the event detector's warm-up are left out: the encoders
+- events scored in the event detector's warm-up make no steps (nothing is sent for them): the encoders
   are still learning then (the first batch is encoded before the categorical
   vocabulary, numerical statistics and templates exist), so those vectors are not
   what the same events look like later, and entities built on them keep moving for
@@ -68,7 +68,6 @@ class EntityStep:
     event_id: str
     score: float  # the event's own (population) score
     alerted: bool  # the event alerted on its own score
-    warmup: bool
     template_id: str = ""
     template: str = ""
     summary: dict[str, Any] = field(default_factory=dict)  # detection.alerts.event_summary of the event
@@ -82,21 +81,22 @@ class EntityStep:
 
 
 def entity_steps(outcome: BatchOutcome, types: Sequence[str]) -> tuple[list[EntityStep], np.ndarray]:
-    """The steps of a processed batch (input order, one per entity of each accepted event) and their vectors."""
+    """The steps of a processed batch (input order, one per entity of each accepted event scored after the
+    detector's warm-up) and their vectors."""
     steps: list[EntityStep] = []
     rows: list[int] = []
     if outcome.vectors is None:
         return steps, np.zeros((0, 0), dtype=np.float32)
     for r in outcome.results:
-        if not isinstance(r, Accepted) or r.event is None or r.row < 0:
-            continue
+        if not isinstance(r, Accepted) or r.event is None or r.row < 0 or r.warmup:
+            continue  # warm-up events never become steps: see the module docstring
         keys = entity_keys(r.event, types)
         if not keys:
             continue
         summary = event_summary(r.event)
         for key in keys:
             steps.append(EntityStep(key, str(r.event["time"]), r.event_id, float(r.score), bool(r.alert),
-                                    bool(r.warmup), r.template_id or "", r.template or "", summary, r.session_id,
+                                    r.template_id or "", r.template or "", summary, r.session_id,
                                     r.event.get("severity")))
             rows.append(r.row)
     return steps, np.asarray(outcome.vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
@@ -107,7 +107,7 @@ def encode_entity_steps(steps: Sequence[EntityStep], vectors: np.ndarray) -> lis
     out = []
     for step, vec in zip(steps, vectors):
         value = {"en": list(step.entity), "t": step.time, "id": step.event_id, "s": round(step.score, 3),
-                 "a": step.alerted, "w": step.warmup, "tid": step.template_id, "tpl": step.template,
+                 "a": step.alerted, "tid": step.template_id, "tpl": step.template,
                  "ev": step.summary, "sid": step.session_id, "sev": step.severity,
                  "v": vector_text(vec)}
         out.append((step.key, dumps(value)))
@@ -122,7 +122,7 @@ def decode_entity_steps(values: Iterable[bytes]) -> tuple[list[EntityStep], np.n
             d = json.loads(raw)
             vec = vector_from(d["v"])
             steps.append(EntityStep((str(d["en"][0]), str(d["en"][1])), str(d["t"]), str(d["id"]), float(d["s"]),
-                                    bool(d["a"]), bool(d["w"]), str(d["tid"]), str(d["tpl"]), dict(d["ev"]),
+                                    bool(d["a"]), str(d["tid"]), str(d["tpl"]), dict(d["ev"]),
                                     d.get("sid"), d.get("sev")))
             rows.append(vec)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
@@ -142,7 +142,6 @@ class EntityOutcome:
     commits: int = 0  # entity versions committed
     windows: int = 0  # windows closed
     late: int = 0  # steps too late for their window (left out of the update)
-    skipped: int = 0  # steps of events scored in the detector's warm-up (left out)
 
 
 class EntityStage:
@@ -199,10 +198,6 @@ class EntityStage:
     def observe(self, steps: Sequence[EntityStep], vectors: np.ndarray, *, partition: int = 0) -> EntityOutcome:
         """Score a batch of steps (stream order) against their entities, then fold them in."""
         out = EntityOutcome()
-        keep = [i for i, s in enumerate(steps) if not s.warmup]
-        out.skipped = len(steps) - len(keep)
-        if len(keep) < len(steps):  # see the module docstring: warm-up vectors are not the encoder's final ones
-            steps, vectors = [steps[i] for i in keep], vectors[keep]
         if not steps:
             return out
         tr = self.tracker(partition)
@@ -245,7 +240,7 @@ class EntityStage:
 
     # ------------------------------------------------------------------ internals
     def _may_alert(self, tr: EntityTracker, step: EntityStep, version: int, score: float) -> bool:
-        return (not step.alerted and not step.warmup and score >= self.threshold
+        return (not step.alerted and score >= self.threshold
                 and version >= self.min_versions and tr.scored(step.entity[0], own=True) >= self.warmup)
 
     def _event_alert(self, tr: EntityTracker, step: EntityStep, vector: np.ndarray, score: float,

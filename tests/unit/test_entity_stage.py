@@ -12,7 +12,12 @@ from detection.alerts import alert_id
 from detection.entity_alerts import joined_score
 from detection.entity_tracker import EntityTracker
 from schemas.models import validate_alert
-from streams.entity_stage import EntityStage, EntityStep, decode_entity_steps, encode_entity_steps
+from streams.entity_stage import (
+    EntityStage,
+    EntityStep,
+    decode_entity_steps,
+    encode_entity_steps,
+)
 from tests.unit.test_entities import T0, iso, two_behaviours
 
 
@@ -27,7 +32,7 @@ def test_joined_score_raises_an_unusual_event_and_never_lowers_one() -> None:
 
 
 def _steps(events: list[dict[str, Any]], score: float = 10.0) -> list[EntityStep]:
-    return [EntityStep(("user", e["user"]), e["time"], e["event_id"], score, False, False, "t1", "login <*>",
+    return [EntityStep(("user", e["user"]), e["time"], e["event_id"], score, False, "t1", "login <*>",
                        {"event_type": "authentication", "user": e["user"], "message": "m"}) for e in events]
 
 
