@@ -78,6 +78,9 @@ class EntityAgent(TableAgent):
         if outcome.late:
             metrics.ENTITY_LATE.inc(outcome.late)
         metrics.ENTITIES.set(self.stage.entities())
+        closed = self.stage.closed_until(partition)
+        if closed is not None:
+            metrics.ENTITY_CLOSED.labels(str(partition)).set(closed)
 
     def _observe(self, partition: int, values: list[bytes]) -> tuple[EntityOutcome, list[tuple[str, Any]]]:
         steps, vectors = decode_entity_steps(values)
@@ -87,6 +90,10 @@ class EntityAgent(TableAgent):
     # ------------------------------------------------------------------ recovery
     def _drop(self, partition: int) -> None:
         self.stage.drop(partition)
+        try:
+            metrics.ENTITY_CLOSED.remove(str(partition))
+        except KeyError:
+            pass  # never reported
 
     def _load(self, partition: int, items: list[tuple[bytes, Any]]) -> None:
         prefix = f"{partition}|".encode()
@@ -106,6 +113,9 @@ class EntityAgent(TableAgent):
         for key, _ in mine:  # the records are in the tracker now: keep placeholders only
             self.table.data[key] = _KEPT
         metrics.ENTITIES.set(self.stage.entities())
+        closed = self.stage.closed_until(partition)
+        if closed is not None:
+            metrics.ENTITY_CLOSED.labels(str(partition)).set(closed)
         if counts.get("entities") or counts.get("accumulators"):
             log.info("entities: partition %d recovered %d entities, %d peer groups, %d open accumulators",
                      partition, counts["entities"], counts["groups"], counts["accumulators"])

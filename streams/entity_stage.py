@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,6 +191,14 @@ class EntityStage:
     def records(self, partition: int) -> list[Record]:
         """The records ``partition`` changed since the last call (meta last); see :func:`take_records`."""
         return take_records(self.tracker(partition))
+
+    def closed_until(self, partition: int) -> float | None:
+        """Event time up to which ``partition``'s windows are closed (None: no window closed yet, or not held)."""
+        tr = self.trackers.get(partition)
+        if tr is None:
+            return None
+        upto = tr.windows.closed_upto()
+        return upto if math.isfinite(upto) else None
 
     def entities(self) -> int:
         return sum(len(tr.table) for tr in self.trackers.values())

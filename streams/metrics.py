@@ -55,6 +55,10 @@ ENTITY_VERSIONS = Counter("secstream_entity_versions_total",
                           "Entity versions committed (one per entity per closed window).", registry=REGISTRY)
 ENTITY_WINDOWS = Counter("secstream_entity_windows_total", "Entity windows closed (per entity partition).",
                          registry=REGISTRY)
+ENTITY_CLOSED = Gauge("secstream_entity_closed_until_seconds",
+                      "Event time (Unix seconds) up to which an entity partition's windows are closed and "
+                      "committed: how far entity state has caught up with the stream.", ["partition"],
+                      registry=REGISTRY)
 ENTITY_LATE = Counter("secstream_entity_late_total",
                       "Entity steps too late for their window (beyond the lateness), left out of the update.",
                       registry=REGISTRY)
