@@ -113,6 +113,8 @@ class Alert(_Strict):
     first_seen: DateTimeStr
     last_seen: DateTimeStr
     count: Annotated[int, Field(ge=1)]
+    update: bool | None = None
+    rate_limited: bool | None = None
     score: Annotated[float, Field(ge=0, le=100)]
     severity: AlertSeverity
     confidence: Annotated[float, Field(ge=0, le=1)] | None = None
@@ -125,9 +127,10 @@ class Alert(_Strict):
     model_version: str
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict as published; absent optional fields (event, confidence, warmup) are omitted."""
+        """JSON-ready dict as published; absent optional fields (event, confidence, warmup, update,
+        rate_limited) are omitted."""
         out = self.model_dump(mode="json")
-        for key in ("event", "confidence", "warmup"):
+        for key in ("event", "confidence", "warmup", "update", "rate_limited"):
             if out.get(key) is None:
                 out.pop(key, None)
         if out.get("event"):

@@ -22,13 +22,16 @@ from typing import Any, TextIO
 
 import faust
 
+from detection.sessions import iso_time
 from streams import metrics
+from streams.alert_agent import AlertAgent
 from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
 from streams.pipeline import EVENTS as EVENTS_COLLECTION
 from streams.pipeline import BatchOutcome, Pipeline
 from streams.session_agent import SessionAgent, encode_steps
 from streams.session_stage import SessionStage
+from streams.runtime import build_deduper
 from streams.settings import Settings
 from streams.state import save_session_state, save_state
 from streams.wire import dumps
@@ -46,7 +49,13 @@ def entity_key(event: dict[str, Any]) -> bytes | None:
 
 
 def format_alert_line(alert: dict[str, Any]) -> str:
-    """One readable line per alert for a terminal."""
+    """One readable line per alert (v1 or OCSF) for a terminal."""
+    if "class_uid" in alert:  # OCSF Detection Finding (detection/ocsf.py): the v1 fields it carries
+        info, extra = alert.get("finding_info", {}), alert.get("unmapped", {}).get("secstream", {})
+        alert = {"time": iso_time(alert["time"] / 1000) if alert.get("time") else "", "severity": str(alert.get("severity", "")).lower(),
+                 "score": alert.get("risk_score", 0), "entity": extra.get("entity", {}),
+                 "explanation": extra.get("explanation", {}), "title": info.get("title", ""),
+                 "count": alert.get("count", 1), "update": alert.get("activity_id") == 2}
     ent = alert.get("entity", {})
     explanation = alert.get("explanation", {})
     comps = explanation.get("components", {})
@@ -55,8 +64,10 @@ def format_alert_line(alert: dict[str, Any]) -> str:
         top = terms[0].get("term", "-")  # a rare value made it unusual: name it
     else:
         top = max(comps, key=comps.get) if comps else "-"  # the component that moved it most
+    count = int(alert.get("count") or 1)
+    times = f"  x{count}{' (update)' if alert.get('update') else ''}" if count > 1 or alert.get("update") else ""
     return (f"{alert.get('time', '')[:19]}  {alert.get('severity', ''):<8} {alert.get('score', 0):6.1f}  "
-            f"{ent.get('type', '')}={ent.get('id', '')}  [{top}]  {alert.get('title', '')}")
+            f"{ent.get('type', '')}={ent.get('id', '')}  [{top}]  {alert.get('title', '')}{times}")
 
 
 class Worker:
@@ -93,18 +104,23 @@ class Worker:
         self.events_topic = self.app.topic(s.topic_events, partitions=s.topic_partitions)
         self.dlq_topic = self.app.topic(s.topic_dlq, partitions=1)
         self.alerts_topic = self.app.topic(s.topic_alerts, partitions=1)
+        # every raised alert goes through dedup (streams/alert_agent.py) before the alerts topic
+        self.alerts = AlertAgent(self.app, lambda: build_deduper(s), self.executor, app_id=s.app_id,
+                                 partitions=s.topic_partitions, batch_size=s.batch_size,
+                                 within_s=max(s.batch_within_s, 0.2), alerts_topic=self.alerts_topic,
+                                 alert_format=s.alert_format, ready=self.ensure_topics)
         self.sessions: SessionAgent | None = None
         if sessions is not None:
             self.sessions = SessionAgent(
                 self.app, sessions, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), idle_s=s.session_idle_s,
-                alerts_topic=self.alerts_topic, sessions_topic=self.app.topic(s.topic_sessions, partitions=1),
+                alerts_topic=self.alerts, sessions_topic=self.app.topic(s.topic_sessions, partitions=1),
                 ready=self.ensure_topics)
         self.entities: EntityAgent | None = None
         if entities is not None:
             self.entities = EntityAgent(
                 self.app, entities, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
-                batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), alerts_topic=self.alerts_topic,
+                batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), alerts_topic=self.alerts,
                 ready=self.ensure_topics)
         self._outputs = [self.dlq_topic, self.alerts_topic]
         if self.sessions is not None:
@@ -180,7 +196,7 @@ class Worker:
             record = r.dlq_record(source=f"{msg.topic}/{msg.partition}/{msg.offset}")
             sends.append(await self.dlq_topic.send(key=None, value=dumps(record)))
         for alert in outcome.alerts:
-            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=dumps(alert)))
+            sends.append(await self.alerts.send(key=alert["alert_id"].encode(), value=dumps(alert)))
         if sends:  # wait for the broker's acks before the batch's offsets can be committed
             await asyncio.gather(*sends)
 

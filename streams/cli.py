@@ -181,7 +181,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replayed {summary.records} records ({summary.events} events, {summary.errors} errors, "
           f"{summary.sessions} sessions) in {summary.seconds:.1f}s = {summary.events_per_s:,.0f} records/s; "
           f"{summary.alerts} alerts ({summary.session_alerts} session, {summary.entity_alerts} raised by an entity "
-          f"score, {summary.drift_alerts} entity drift; {summary.entity_versions} entity versions) -> {args.out}",
+          f"score, {summary.drift_alerts} entity drift; {summary.entity_versions} entity versions) raised, "
+          f"{summary.published} published after dedup (+{summary.updates} updates) -> {args.out}",
           file=sys.stderr)
     return 0
 

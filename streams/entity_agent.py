@@ -71,8 +71,6 @@ class EntityAgent(TableAgent):
         for alert in outcome.alerts:
             sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=dumps(alert)))
         await asyncio.gather(*sends)  # acked before the batch's offsets can be committed
-        for alert in outcome.alerts:
-            metrics.ALERTS.labels(alert["kind"], alert["severity"]).inc()
         metrics.ENTITY_VERSIONS.inc(outcome.commits)
         metrics.ENTITY_WINDOWS.inc(outcome.windows)
         if outcome.late:

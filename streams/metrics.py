@@ -17,8 +17,20 @@ EVENTS = Counter("secstream_events_total", "Events consumed, by result (ok, inva
                  registry=REGISTRY)
 DLQ = Counter("secstream_dlq_total", "Messages sent to the dead-letter topic, by reason.", ["reason"],
               registry=REGISTRY)
-ALERTS = Counter("secstream_alerts_total", "Alerts published, by kind and severity.", ["kind", "severity"],
+ALERTS = Counter("secstream_alerts_total", "Alerts published as new (after dedup and rate limit), by kind and severity.", ["kind", "severity"],
                  registry=REGISTRY)
+ALERTS_RAISED = Counter("secstream_alerts_raised_total",
+                        "Alerts raised by the event, session and entity stages, before dedup, by kind.", ["kind"],
+                        registry=REGISTRY)
+ALERT_UPDATES = Counter("secstream_alert_updates_total",
+                        "Updates of published alerts (same alert_id, higher count) by kind.", ["kind"],
+                        registry=REGISTRY)
+ALERTS_FOLDED = Counter("secstream_alerts_folded_total",
+                        "Raised alerts folded into an open alert instead of published as new, by why "
+                        "(dedup: same kind, entity and template; rate_limit: the entity's overflow alert; "
+                        "redelivered: already counted).", ["reason"], registry=REGISTRY)
+ALERT_GROUPS_OPEN = Gauge("secstream_alert_groups_open", "Open dedup groups held by this worker.",
+                          registry=REGISTRY)
 BATCH_SIZE = Histogram("secstream_batch_events", "Events per processed batch.",
                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000), registry=REGISTRY)
 STAGE_SECONDS = Histogram("secstream_stage_seconds", "Time per batch spent in each pipeline stage.", ["stage"],
@@ -68,6 +80,8 @@ for _result in ("ok", "invalid"):
 for _reason in ("not_utf8", "not_json", "not_object", "too_large", "missing_field", "wrong_type", "invalid_value",
                 "processing_error"):
     DLQ.labels(_reason)
+for _reason in ("dedup", "rate_limit", "redelivered"):
+    ALERTS_FOLDED.labels(_reason)
 for _reason in ("gap", "max_events", "max_duration", "flush"):
     SESSIONS_CLOSED.labels(_reason)
 
@@ -86,8 +100,6 @@ def observe_outcome(outcome: "BatchOutcomeLike") -> None:
         EVENTS.labels("invalid").inc(len(rejected))
         for r in rejected:
             DLQ.labels(r.reason).inc()
-    for alert in outcome.alerts:
-        ALERTS.labels(alert["kind"], alert["severity"]).inc()
     BATCH_SIZE.observe(len(outcome.results))
     for stage, seconds in outcome.timings.items():
         STAGE_SECONDS.labels(stage).observe(seconds)

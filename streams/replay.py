@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detection.dedup import AlertDeduper
 from detection.session_score import SessionScorer
 from detection.sessions import Sessionizer
 from streams.adapters import Record, read_records
@@ -37,6 +38,7 @@ from streams.console import Progress
 from streams.entity_stage import EntityOutcome, EntityStage, entity_steps
 from streams.pipeline import Accepted, Pipeline, Rejected
 from streams.runtime import (
+    build_deduper,
     build_entity_stage,
     build_pipeline,
     build_session_stage,
@@ -58,6 +60,9 @@ class ReplaySummary:
     entity_alerts: int = 0  # event_anomaly alerts raised by an entity score
     drift_alerts: int = 0
     entity_versions: int = 0
+    published: int = 0  # alerts written as new (after dedup; = alerts without dedup)
+    updates: int = 0  # updates of written alerts (dedup: same alert_id, higher count)
+    folded: int = 0  # raised alerts folded into an open alert (dedup, rate limit, repeated)
     seconds: float = 0.0
     by_error: dict[str, int] = field(default_factory=dict)
 
@@ -81,20 +86,42 @@ def _line(obj: dict[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
-def _write_sessions(outcome: SessionOutcome, s_out: Any, al_out: Any, summary: ReplaySummary) -> None:
+class _AlertOut:
+    """``alerts.jsonl`` as the worker would publish it: a batch's raised alerts go through dedup (when given)."""
+
+    def __init__(self, out: Any, dedup: AlertDeduper | None, summary: ReplaySummary) -> None:
+        self.out, self.dedup, self.summary = out, dedup, summary
+        self.pending: list[dict[str, Any]] = []
+
+    def add(self, alerts: Iterable[dict[str, Any]]) -> None:
+        self.pending.extend(alerts)
+
+    def end_batch(self) -> None:
+        raised, self.pending = self.pending, []
+        if self.dedup is None:
+            published = raised
+        else:
+            outcome = self.dedup.process(raised)
+            published = outcome.published
+            self.summary.folded += outcome.folded + outcome.rate_limited + outcome.repeated
+        self.out.writelines(_line(a) for a in published)
+        self.summary.published += sum(1 for a in published if not a.get("update"))
+        self.summary.updates += sum(1 for a in published if a.get("update"))
+
+
+def _write_sessions(outcome: SessionOutcome, s_out: Any, al_out: _AlertOut, summary: ReplaySummary) -> None:
     """Sessions that closed (each scored before it was learned) and the session alerts, in closing order."""
     for c in outcome.closed:
         s_out.write(_line({"session_id": c.session.session_id, "score": round(c.result.score, 3), "alert": c.alert,
                            "events": c.session.events}))
     summary.sessions += len(outcome.closed)
-    for alert in outcome.alerts:
-        al_out.write(_line(alert))
+    al_out.add(outcome.alerts)
     summary.alerts += len(outcome.alerts)
     summary.session_alerts += len(outcome.alerts)
 
 
-def _write_entities(outcome: EntityOutcome, al_out: Any, summary: ReplaySummary) -> None:
-    al_out.writelines(_line(alert) for alert in outcome.alerts)
+def _write_entities(outcome: EntityOutcome, al_out: _AlertOut, summary: ReplaySummary) -> None:
+    al_out.add(outcome.alerts)
     summary.alerts += len(outcome.alerts)
     summary.entity_alerts += outcome.event_alerts
     summary.drift_alerts += outcome.drift_alerts
@@ -104,12 +131,14 @@ def _write_entities(outcome: EntityOutcome, al_out: Any, summary: ReplaySummary)
 def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path, *, batch_size: int = 2000,
                    progress: Progress | None = None, sessions: SessionStage | None = None,
                    sessionizer: Sessionizer | None = None, session_scorer: SessionScorer | None = None,
-                   entities: EntityStage | None = None) -> ReplaySummary:
+                   entities: EntityStage | None = None, dedup: AlertDeduper | None = None) -> ReplaySummary:
     """Score ``records`` in order and write the three contract files under ``out_dir``.
 
     ``sessions`` is the session stage (as the worker builds it); without one, a
     stage is made of ``sessionizer``/``session_scorer`` (fresh defaults if absent)
-    and no store. ``entities`` is the entity stage (none: no entity scores).
+    and no store. ``entities`` is the entity stage (none: no entity scores). ``dedup``
+    groups and rate limits the alerts as the worker does before publishing them (none:
+    every raised alert is written).
     """
     import time
 
@@ -121,8 +150,9 @@ def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path,
                                 threshold=pipeline.threshold, model_version=pipeline.model_version)
     started = time.perf_counter()
     with open(out_dir / "events.jsonl", "w", encoding="utf-8") as ev_out, \
-            open(out_dir / "alerts.jsonl", "w", encoding="utf-8") as al_out, \
+            open(out_dir / "alerts.jsonl", "w", encoding="utf-8") as al_file, \
             open(out_dir / "sessions.jsonl", "w", encoding="utf-8") as s_out:
+        al_out = _AlertOut(al_file, dedup, summary)
         for batch in _batches(records, batch_size):
             valid = [r for r in batch if r.value is not None]
             outcome = pipeline.process([r.value for r in valid if r.value is not None])
@@ -156,17 +186,19 @@ def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path,
                     score = joined[res.event_id][0] if res.event_id in joined else res.score
                     ev_out.write(_line({"event_id": res.event_id, "session_id": session_of.get(id(res)),
                                         "score": round(score, 3), "alert": res.alert or res.event_id in raised}))
-            al_out.writelines(_line(alert) for alert in outcome.alerts)
+            al_out.add(outcome.alerts)
             summary.alerts += len(outcome.alerts)
             if s_outcome is not None:
                 _write_sessions(s_outcome, s_out, al_out, summary)
             if e_outcome is not None:
                 _write_entities(e_outcome, al_out, summary)
+            al_out.end_batch()
             if progress is not None:
                 progress.advance(len(batch), alerts=summary.alerts)
         _write_sessions(sessions.flush(), s_out, al_out, summary)
         if entities is not None:
             _write_entities(entities.flush(), al_out, summary)
+        al_out.end_batch()
     summary.seconds = time.perf_counter() - started
     if progress is not None:
         progress.close(alerts=summary.alerts)
@@ -187,6 +219,6 @@ def run_replay(path: Path, fmt: str, out_dir: Path, settings: Settings, *, keep_
             progress = Progress(f"replay {path.name}")
             return replay_records(read_records(path, fmt, year=year), pipeline, out_dir,
                                   batch_size=settings.batch_size, progress=progress, sessions=stage,
-                                  entities=entities)
+                                  entities=entities, dedup=build_deduper(settings))
         finally:
             store.close()

@@ -6,6 +6,7 @@ import gc
 import logging
 from pathlib import Path
 
+from detection.dedup import AlertDeduper
 from detection.detector import NoveltyDetector
 from detection.entity_drift import DriftScorer
 from detection.entity_tracker import EntityTracker
@@ -102,6 +103,12 @@ def build_entity_stage(settings: Settings, pipeline: Pipeline, store: VectorStor
                        model_version=pipeline.model_version, min_versions=settings.entity_min_versions,
                        warmup=settings.entity_warmup, decades=settings.tail_decades, join_at=settings.entity_join_at,
                        join_types=tuple(t for t in settings.entity_join_types.split(",") if t))
+
+
+def build_deduper(settings: Settings) -> AlertDeduper:
+    """Alert dedup and rate limit as configured (``SECSTREAM_DEDUP_*``, ``SECSTREAM_ALERT_RATE_LIMIT``)."""
+    return AlertDeduper(window_s=settings.dedup_window_s, max_open_s=settings.dedup_max_open_s,
+                        rate_limit=settings.alert_rate_limit)
 
 
 def settle_heap() -> None:

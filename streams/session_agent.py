@@ -147,8 +147,6 @@ class SessionAgent(TableAgent):
             metrics.SESSIONS_CLOSED.labels(c.session.reason or "gap").inc()
             if not c.result.warmup:
                 metrics.SESSION_SCORE.observe(c.result.score)
-        for alert in outcome.alerts:
-            metrics.ALERTS.labels(alert["kind"], alert["severity"]).inc()
         if outcome.rolling:
             metrics.SESSIONS_ROLLING.inc(outcome.rolling)
         metrics.SESSIONS_OPEN.set(self.stage.open_sessions())

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     entity_min_versions: int = Field(default=3, ge=1)  # versions an entity needs before its score alerts
     entity_warmup: int = Field(default=200, ge=0)  # steps scored per type before entity scores alert
 
+    # Alerts: dedup groups (kind + entity + template) and the per-entity rate limit (replay and worker).
+    dedup_window_s: float = Field(default=600.0, gt=0, le=86_400)  # a group stays open while alerts come this often
+    dedup_max_open_s: float = Field(default=86_400.0, gt=0)  # a group older than this closes; the next alert reopens
+    alert_rate_limit: int = Field(default=20, ge=1)  # groups an entity may open per dedup window
+    alert_format: Literal["v1", "ocsf"] = "v1"  # what the worker publishes: alert v1 or OCSF Detection Finding
+
     # Worker.
     batch_size: int = Field(default=2000, ge=1)
     batch_within_s: float = Field(default=0.05, gt=0)
@@ -151,6 +157,13 @@ class Settings(BaseSettings):
         if self.entity_lateness_s > self.entity_window_s:
             raise ValueError(f"SECSTREAM_ENTITY_LATENESS_S ({self.entity_lateness_s}) must be at most "
                              f"SECSTREAM_ENTITY_WINDOW_S ({self.entity_window_s})")
+        return self
+
+    @model_validator(mode="after")
+    def _dedup_open_covers_window(self) -> "Settings":
+        if self.dedup_max_open_s < self.dedup_window_s:
+            raise ValueError(f"SECSTREAM_DEDUP_MAX_OPEN_S ({self.dedup_max_open_s}) must be at least "
+                             f"SECSTREAM_DEDUP_WINDOW_S ({self.dedup_window_s})")
         return self
 
     @model_validator(mode="after")

@@ -125,7 +125,7 @@ def test_alert_model_and_schema_agree() -> None:
     assert set(ALERT_SCHEMA["properties"]) == set(Alert.model_fields)
     required = {n for n, f in Alert.model_fields.items() if f.is_required()} | {"schema_version"}
     assert set(ALERT_SCHEMA["required"]) == required
-    assert set(Alert.model_fields) - required == {"event", "confidence", "warmup"}
+    assert set(Alert.model_fields) - required == {"event", "confidence", "warmup", "update", "rate_limited"}
     props = ALERT_SCHEMA["properties"]
     assert _enum(props["kind"]) == _literal(Alert, "kind")
     assert _enum(props["severity"]) == _literal(Alert, "severity")
