@@ -187,6 +187,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hunt(args: argparse.Namespace) -> int:
+    from streams.hunt import HuntFilters
+    from streams.hunt_cli import parse_entity, parse_when, run_hunt
+
+    now = time.time()
+    when: dict[str, float | None] = {}
+    for flag in ("since", "until"):
+        value = getattr(args, flag)
+        try:
+            when[flag] = parse_when(value, now) if value is not None else None
+        except ValueError as exc:
+            raise CliError(f"--{flag}: {exc}") from exc
+    since, until = when["since"], when["until"]
+    if since is not None and until is not None and since > until:
+        raise CliError("--since is after --until")
+    try:
+        entity = parse_entity(args.entity) if args.entity is not None else None
+    except ValueError as exc:
+        raise CliError(f"--entity: {exc}") from exc
+    if args.limit < 1:
+        raise CliError(f"--limit must be >= 1, got {args.limit}")
+    text = " ".join(args.text).strip()
+    if not text and not args.like:
+        raise CliError("hunt needs a TEXT, --like ID, or both")
+    settings = _settings()
+    _setup_logging("warning")
+    return run_hunt(settings, text, like=args.like, filters=HuntFilters(entity=entity, since=since, until=until),
+                    limit=args.limit, as_json=args.json)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     module = BENCHES.get(args.what)
     if module is None:
@@ -257,6 +287,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--store-dir", default=None, help="keep the vector store here (default: temporary)")
     rp.add_argument("--year", type=int, default=None, help="year for syslog timestamps that have none")
     rp.set_defaults(func=cmd_replay)
+
+    hu = sub.add_parser("hunt", help="hybrid search (dense + sparse, RRF) over stored events and sessions")
+    hu.add_argument("text", nargs="*", help="what to look for: words, a log line, field=value (e.g. user=root)")
+    hu.add_argument("--like", metavar="EVENT_ID|ALERT_ID", default=None,
+                    help="also rank by similarity to this stored event (or an alert's evidence events)")
+    hu.add_argument("--entity", default=None, metavar="[TYPE:]VALUE",
+                    help="only this entity; TYPE one of user, host, src_ip, dst_ip (default: any of them)")
+    hu.add_argument("--since", default=None, help="RFC 3339, a date (UTC), or an age before now: 30m, 2h, 7d")
+    hu.add_argument("--until", default=None, help="same forms as --since")
+    hu.add_argument("--limit", type=int, default=20, help="number of hits (default 20)")
+    hu.add_argument("--json", action="store_true", help="one JSON object per hit and line")
+    hu.set_defaults(func=cmd_hunt)
 
     be = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHES))
     be.add_argument("what", choices=list(BENCHES))

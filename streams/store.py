@@ -67,6 +67,24 @@ worker joins its group, after a replay). Shards use ``default_segment_number=16`
 later optimize indexes only the points added since the previous one (10k points: 3.7 s)
 instead of re-merging everything (default: 22 s at 50k). Unindexed segments answer exactly.
 
+Filters and payload indexes: ``search_dense``/``search_sparse``/``search_multi`` take
+``where=StoreFilter(must=..., should=...)`` of :class:`FieldMatch` (exact values),
+:class:`FieldContains` (prefix or substring of a string) and :class:`FieldRange` (numbers, or
+RFC 3339 strings such as an event's ``time`` compared as instants, bounds in epoch seconds),
+applied inside the engine's search (filtered HNSW), on both engines. ``ensure`` creates the
+payload indexes of ``CollectionSpec.indexes`` (:data:`DEFAULT_INDEXES`: entity fields,
+``entity.type``/``entity.id``, ``template_id``, ``severity``, ``kind``, ``session_id`` as
+keywords, ``time`` as datetime, ``start_epoch``/``end_epoch`` as floats) where missing, on
+edge and a server; local mode has no payload indexes and scans. Measured on edge (24k sample
+events as payloads, 506-d random vectors, batches of 2,000): 8.0k upserts/s with the default
+indexes vs 9.1-9.7k without, about 15% slower writes.
+
+Readers: :meth:`VectorStore.attach` opens an existing collection with its stored spec (a hunt
+does not know the dimensions); :meth:`VectorStore.retrieve_points` returns stored vectors.
+An edge shard is exclusive to one process (its write-ahead log is locked): opening a store
+that a running worker holds raises StoreError saying so; hunt next to a running worker
+needs a Qdrant server.
+
 Threads: every public method holds a per-store lock. Local mode is not thread-safe
 (concurrent calls raised ``sqlite3.OperationalError``); an ``EdgeShard`` survived 4
 threads mixing upserts and queries, but its calls hold the GIL, so serializing costs
@@ -79,15 +97,21 @@ from pathlib import Path
 from typing import Literal
 
 from streams.store_base import (
+    DEFAULT_INDEXES,
     NAMESPACE,
     QUANTIZATIONS,
     CollectionInfo,
     CollectionSpec,
+    FieldContains,
+    FieldMatch,
+    FieldRange,
     Hit,
+    IndexKind,
     MultiVectorSpec,
     Quantization,
     SparseTerms,
     StoreError,
+    StoreFilter,
     StorePoint,
     VectorStore,
     check_quantization,
@@ -96,8 +120,9 @@ from streams.store_base import (
 from streams.store_client import ClientStore
 from streams.store_edge import EdgeStore
 
-__all__ = ["ENGINES", "NAMESPACE", "QUANTIZATIONS", "ClientStore", "CollectionInfo", "CollectionSpec", "EdgeStore",
-           "Hit", "MultiVectorSpec", "Quantization", "SparseTerms", "StoreError", "StorePoint", "VectorStore",
+__all__ = ["DEFAULT_INDEXES", "ENGINES", "NAMESPACE", "QUANTIZATIONS", "ClientStore", "CollectionInfo",
+           "CollectionSpec", "EdgeStore", "FieldContains", "FieldMatch", "FieldRange", "Hit", "IndexKind",
+           "MultiVectorSpec", "Quantization", "SparseTerms", "StoreError", "StoreFilter", "StorePoint", "VectorStore",
            "open_store", "point_id"]
 
 ENGINES = ("edge", "local")

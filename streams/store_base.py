@@ -9,6 +9,7 @@ docstring describes the behaviour of the engines.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from abc import ABC, abstractmethod
@@ -32,6 +33,19 @@ QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 Prepared = tuple[str, dict[str, Any], dict[str, Any]]  # id, {vector name: dense list | SparseTerms | rows}, payload
+
+#: How a payload field is indexed: exact values, whole numbers, numbers, RFC 3339 instants.
+IndexKind = Literal["keyword", "integer", "float", "datetime"]
+INDEX_KINDS: tuple[str, ...] = get_args(IndexKind)
+#: Payload indexes of every collection unless its spec says otherwise: the fields hunts filter on
+#: (the entity fields of events, the ``entity`` of sessions, entities and alerts, templates, severity,
+#: alert kind, event time and session bounds). An index on a field no point has costs nothing.
+DEFAULT_INDEXES: tuple[tuple[str, IndexKind], ...] = (
+    ("user", "keyword"), ("host", "keyword"), ("src_ip", "keyword"), ("dst_ip", "keyword"),
+    ("entity.type", "keyword"), ("entity.id", "keyword"), ("template_id", "keyword"),
+    ("severity", "keyword"), ("kind", "keyword"), ("session_id", "keyword"),
+    ("time", "datetime"), ("start_epoch", "float"), ("end_epoch", "float"),
+)
 
 
 class StoreError(SecstreamError):
@@ -60,6 +74,87 @@ class SparseTerms:
     def __post_init__(self) -> None:
         if len(self.indices) != len(self.values):
             raise StoreError(f"sparse vector has {len(self.indices)} indices but {len(self.values)} values")
+
+
+FieldValue = str | int | bool
+
+
+@dataclass(frozen=True)
+class FieldMatch:
+    """Condition: the payload field ``key`` (a dotted path such as ``entity.id``) equals one of ``values``.
+
+    ``values`` are all strings or all integers (one boolean alone is allowed too).
+    """
+
+    key: str
+    values: tuple[FieldValue, ...]
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise StoreError("FieldMatch needs a payload key")
+        if not self.values:
+            raise StoreError(f"FieldMatch on {self.key!r} needs at least one value")
+        kinds = {bool if isinstance(v, bool) else int if isinstance(v, int) else str if isinstance(v, str) else None
+                 for v in self.values}
+        if None in kinds or len(kinds) > 1 or (bool in kinds and len(self.values) > 1):
+            raise StoreError(f"FieldMatch on {self.key!r}: values must be all strings or all integers "
+                             f"(or one boolean), got {self.values!r}")
+
+
+@dataclass(frozen=True)
+class FieldRange:
+    """Condition: the payload field ``key`` lies in ``[gte, lte]``; a bound of None is open.
+
+    Bounds are numbers; with ``datetime`` the field holds RFC 3339 strings (e.g. an event's
+    ``time``) and the bounds are epoch seconds, compared as instants.
+    """
+
+    key: str
+    gte: float | None = None
+    lte: float | None = None
+    datetime: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            raise StoreError("FieldRange needs a payload key")
+        for bound in (self.gte, self.lte):
+            if bound is not None and not math.isfinite(bound):
+                raise StoreError(f"FieldRange on {self.key!r}: bounds must be finite, got {bound!r}")
+        if self.gte is None and self.lte is None:
+            raise StoreError(f"FieldRange on {self.key!r} needs gte, lte or both")
+        if self.gte is not None and self.lte is not None and self.gte > self.lte:
+            raise StoreError(f"FieldRange on {self.key!r}: gte {self.gte} is after lte {self.lte}")
+
+
+@dataclass(frozen=True)
+class FieldContains:
+    """Condition: the string payload field ``key`` contains ``text`` (``at_start``: begins with it).
+
+    Byte-wise and case-sensitive, like exact matching.
+    """
+
+    key: str
+    text: str
+    at_start: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.key or not self.text:
+            raise StoreError("FieldContains needs a payload key and a non-empty text")
+
+
+Condition = FieldMatch | FieldRange | FieldContains
+
+
+@dataclass(frozen=True)
+class StoreFilter:
+    """Payload conditions of a search: every ``must`` holds and, when ``should`` is not empty,
+    at least one ``should`` holds. A point without the field fails a condition on it."""
+
+    must: tuple[Condition, ...] = ()
+    should: tuple[Condition, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.must or self.should)
 
 
 @dataclass
@@ -134,10 +229,14 @@ class CollectionSpec:
     oversampling: float = 2.0
     rescore: bool = True
     multivector: MultiVectorSpec | None = None
+    indexes: tuple[tuple[str, IndexKind], ...] = DEFAULT_INDEXES
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
             raise StoreError(f"collection name {self.name!r} must match {_NAME_RE.pattern}")
+        for key, kind in self.indexes:
+            if not key or kind not in INDEX_KINDS:
+                raise StoreError(f"payload index ({key!r}, {kind!r}): kind must be one of {', '.join(INDEX_KINDS)}")
         if self.dense_dim < 1:
             raise StoreError(f"dense_dim must be ≥ 1, got {self.dense_dim}")
         if not self.dense_name or self.sparse_name == "" or self.sparse_name == self.dense_name:
@@ -204,11 +303,22 @@ class VectorStore(ABC):
         """Exact number of points in ``collection``."""
 
     @abstractmethod
+    def attach(self, collection: str) -> CollectionSpec | None:
+        """Open an existing collection with the spec it is stored with (as :meth:`ensure` would),
+        and return that spec; None, creating nothing, when it does not exist.
+
+        For readers that do not know a collection's dimensions (a hunt). A collection whose
+        stored vectors this store cannot describe (several plain dense vectors) raises StoreError.
+        """
+
+    @abstractmethod
     def search_dense(self, collection: str, vector: np.ndarray, limit: int, *,
                      exclude_ids: Sequence[str] = (), rescore: bool | None = None,
-                     oversampling: float | None = None, exact: bool = False) -> list[Hit]:
+                     oversampling: float | None = None, exact: bool = False,
+                     where: StoreFilter | None = None) -> list[Hit]:
         """The ``limit`` nearest points by cosine similarity (score in [-1, 1]), best first.
 
+        Only points matching ``where`` (:class:`StoreFilter`) are considered.
         Points whose id is in ``exclude_ids`` are never returned. ``rescore`` and
         ``oversampling`` override the collection's settings (re-rank ``oversampling × limit``
         quantized candidates by float32); ``exact`` scans all
@@ -217,24 +327,31 @@ class VectorStore(ABC):
         """
 
     @abstractmethod
-    def search_sparse(self, collection: str, terms: SparseTerms, limit: int) -> list[Hit]:
-        """The ``limit`` best points by IDF-weighted sparse dot product, best first."""
+    def search_sparse(self, collection: str, terms: SparseTerms, limit: int, *,
+                      where: StoreFilter | None = None) -> list[Hit]:
+        """The ``limit`` best points matching ``where`` by IDF-weighted sparse dot product, best first."""
 
     @abstractmethod
     def search_multi(self, collection: str, rows: np.ndarray, limit: int, *,
                      exclude_ids: Sequence[str] = (), rescore: bool | None = None,
-                     oversampling: float | None = None, exact: bool = False) -> list[Hit]:
+                     oversampling: float | None = None, exact: bool = False,
+                     where: StoreFilter | None = None) -> list[Hit]:
         """The ``limit`` best points by MaxSim of the query ``rows`` (float32 ``[q, dim]``) against
         the collection's multivector, best first; score in ``[-q, q]`` (see :class:`MultiVectorSpec`).
 
         The collection must have a multivector (else :class:`StoreError`); points stored
-        without one are never returned. ``exclude_ids``, ``rescore``, ``oversampling`` and
-        ``exact`` as in :meth:`search_dense`, applied to the multivector's quantization.
+        without one are never returned. ``exclude_ids``, ``rescore``, ``oversampling``,
+        ``exact`` and ``where`` as in :meth:`search_dense`, applied to the multivector's quantization.
         """
 
     @abstractmethod
     def retrieve(self, collection: str, ids: Sequence[str]) -> list[Hit]:
         """Stored payloads of ``ids`` in request order, score 1.0; missing ids are omitted."""
+
+    @abstractmethod
+    def retrieve_points(self, collection: str, ids: Sequence[str]) -> list[StorePoint]:
+        """Stored points of ``ids`` with their vectors (float32 dense and multivector rows at unit
+        length, as cosine compares them; sparse) and payloads, in request order; missing ids are omitted."""
 
     @abstractmethod
     def flush(self) -> None:

@@ -5,6 +5,7 @@ Behaviour and the quantization rules are in the :mod:`streams.store` docstring.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,17 @@ from qdrant_client import models as qm
 from streams.store_base import (
     CollectionInfo,
     CollectionSpec,
+    FieldContains,
+    FieldMatch,
     Hit,
+    IndexKind,
+    MultiVectorSpec,
     Prepared,
     Quantization,
     SearchOptions,
     SparseTerms,
     StoreError,
+    StoreFilter,
 )
 from streams.store_engine import Engine, boundary, hit, mismatch, multi_mismatch
 
@@ -33,6 +39,36 @@ def _quant_config(kind: Quantization, always_ram: bool) -> qm.QuantizationConfig
     if kind == "binary":
         return qm.BinaryQuantization(binary=qm.BinaryQuantizationConfig(always_ram=always_ram))
     return None
+
+
+_INDEX_TYPES: dict[IndexKind, qm.PayloadSchemaType] = {
+    "keyword": qm.PayloadSchemaType.KEYWORD, "integer": qm.PayloadSchemaType.INTEGER,
+    "float": qm.PayloadSchemaType.FLOAT, "datetime": qm.PayloadSchemaType.DATETIME}
+
+
+def _condition(cond: Any) -> qm.FieldCondition:
+    if isinstance(cond, FieldMatch):
+        values = list(cond.values)
+        match: Any = qm.MatchValue(value=values[0]) if len(values) == 1 else qm.MatchAny(any=values)
+        return qm.FieldCondition(key=cond.key, match=match)
+    if isinstance(cond, FieldContains):
+        text: Any = qm.MatchPrefix(prefix=cond.text) if cond.at_start else qm.MatchSubstring(substring=cond.text)
+        return qm.FieldCondition(key=cond.key, match=text)
+    if cond.datetime:
+        def instant(epoch_s: float | None) -> datetime | None:
+            return None if epoch_s is None else datetime.fromtimestamp(epoch_s, tz=UTC)
+        return qm.FieldCondition(key=cond.key, range=qm.DatetimeRange(gte=instant(cond.gte), lte=instant(cond.lte)))
+    return qm.FieldCondition(key=cond.key, range=qm.Range(gte=cond.gte, lte=cond.lte))
+
+
+def client_filter(where: StoreFilter | None, exclude: list[str]) -> qm.Filter | None:
+    """The qdrant-client filter of a :class:`StoreFilter` plus excluded point ids (None when empty)."""
+    must: list[Any] = [_condition(c) for c in where.must] if where else []
+    should: list[Any] = [_condition(c) for c in where.should] if where else []
+    must_not: list[Any] = [qm.HasIdCondition(has_id=list(exclude))] if exclude else []
+    if not (must or should or must_not):
+        return None
+    return qm.Filter(must=must or None, should=should or None, must_not=must_not or None)
 
 
 def _kind(config: Any, name: str) -> Quantization:
@@ -102,9 +138,40 @@ class ClientStore(Engine):
         where = self.url or str(self.path or ":memory:")
         if spec.multivector is not None:
             self._check_multi(spec, params.vectors, config.quantization_config, where)
+        if self.url:  # local mode has no payload indexes (qdrant-client warns and ignores them): it scans
+            indexed = self._client.get_collection(spec.name).payload_schema or {}
+            for key, index_kind in spec.indexes:
+                if key not in indexed:
+                    self._client.create_payload_index(spec.name, key, field_schema=_INDEX_TYPES[index_kind])
         # A per-vector config overrides the collection-level one.
         stored = _kind(have.quantization_config or config.quantization_config, spec.name)
         return mismatch(spec, stored, explicit, where)
+
+    def _do_describe(self, collection: str) -> CollectionSpec | None:
+        if not self._client.collection_exists(collection):
+            return None
+        config = self._client.get_collection(collection).config
+        vectors = config.params.vectors if isinstance(config.params.vectors, dict) else {}
+        plain = sorted(name for name, v in vectors.items() if v.multivector_config is None)
+        multi = sorted(name for name, v in vectors.items() if v.multivector_config is not None)
+        sparse = sorted(config.params.sparse_vectors or {})
+        if len(plain) != 1 or len(multi) > 1 or len(sparse) > 1:
+            raise StoreError(f"collection {collection!r} has vectors {sorted(vectors)} and sparse vectors {sparse}; "
+                             f"this store describes one named dense, at most one multivector and at most one "
+                             f"sparse vector")
+        dense = vectors[plain[0]]
+        quant = dense.quantization_config or config.quantization_config
+        always_ram = bool(getattr(getattr(quant, "scalar", None) or getattr(quant, "binary", None),
+                                  "always_ram", True))
+        mv = None
+        if multi:
+            rows = vectors[multi[0]]
+            mv = MultiVectorSpec(name=multi[0], dim=int(rows.size),
+                                 quantization=_kind(rows.quantization_config or config.quantization_config,
+                                                    collection))
+        return CollectionSpec(name=collection, dense_dim=int(dense.size), dense_name=plain[0],
+                              sparse_name=sparse[0] if sparse else None, quantization=_kind(quant, collection),
+                              always_ram=always_ram, multivector=mv)
 
     @staticmethod
     def _check_multi(spec: CollectionSpec, vectors: dict[str, Any], collection_quant: Any, where: str) -> None:
@@ -131,11 +198,12 @@ class ClientStore(Engine):
         return self._client.count(collection, exact=True).count
 
     def _do_query(self, collection: str, using: str, query: list[float] | list[list[float]] | SparseTerms,
-                  limit: int, exclude: list[str], options: SearchOptions | None) -> list[Hit]:
+                  limit: int, exclude: list[str], options: SearchOptions | None,
+                  where: StoreFilter | None) -> list[Hit]:
         vector: Any = query
         if isinstance(query, SparseTerms):
             vector = qm.SparseVector(indices=list(query.indices), values=list(query.values))
-        flt = qm.Filter(must_not=[qm.HasIdCondition(has_id=list(exclude))]) if exclude else None
+        flt = client_filter(where, exclude)
         params = None
         if self.url and options is not None and (options.exact or options.quantization != "none"):
             quant = None
@@ -150,6 +218,15 @@ class ClientStore(Engine):
     def _do_retrieve(self, collection: str, ids: list[str]) -> list[Hit]:
         records = self._client.retrieve(collection, ids=ids, with_payload=True, with_vectors=False)
         return [hit(r.id, None, r.payload) for r in records]
+
+    def _do_retrieve_points(self, collection: str, ids: list[str]) -> list[Prepared]:
+        out: list[Prepared] = []
+        for r in self._client.retrieve(collection, ids=ids, with_payload=True, with_vectors=True):
+            named = r.vector if isinstance(r.vector, dict) else {}
+            vectors = {name: SparseTerms(list(v.indices), list(v.values)) if isinstance(v, qm.SparseVector) else v
+                       for name, v in named.items()}
+            out.append((str(r.id), vectors, dict(r.payload or {})))
+        return out
 
     def _do_info(self, spec: CollectionSpec) -> CollectionInfo:
         info = self._client.get_collection(spec.name)

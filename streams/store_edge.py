@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,17 @@ import qdrant_edge as qe
 from streams.store_base import (
     CollectionInfo,
     CollectionSpec,
+    FieldContains,
+    FieldMatch,
     Hit,
+    IndexKind,
+    MultiVectorSpec,
     Prepared,
     Quantization,
     SearchOptions,
     SparseTerms,
     StoreError,
+    StoreFilter,
     log,
 )
 from streams.store_engine import Engine, boundary, hit, mismatch, multi_mismatch
@@ -39,6 +45,40 @@ def _quant_config(kind: Quantization, always_ram: bool) -> QuantConfig:
     if kind == "binary":
         return qe.BinaryQuantizationConfig(always_ram=always_ram)
     return None
+
+
+_INDEX_TYPES: dict[IndexKind, qe.PayloadSchemaType] = {
+    "keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float, "datetime": qe.PayloadSchemaType.Datetime}
+
+
+def _rfc3339(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _condition(cond: Any) -> Any:
+    if isinstance(cond, FieldMatch):
+        values = list(cond.values)
+        match = qe.MatchValue(values[0]) if len(values) == 1 else qe.MatchAny(values)
+        return qe.FieldCondition(cond.key, match=match)
+    if isinstance(cond, FieldContains):
+        text = qe.MatchPrefix(cond.text) if cond.at_start else qe.MatchSubstring(cond.text)
+        return qe.FieldCondition(cond.key, match=text)
+    if cond.datetime:
+        lo = None if cond.gte is None else _rfc3339(cond.gte)
+        hi = None if cond.lte is None else _rfc3339(cond.lte)
+        return qe.FieldCondition(cond.key, range=qe.RangeDateTime(gte=lo, lte=hi))
+    return qe.FieldCondition(cond.key, range=qe.RangeFloat(gte=cond.gte, lte=cond.lte))
+
+
+def edge_filter(where: StoreFilter | None, exclude: list[str]) -> qe.Filter | None:
+    """The qdrant-edge filter of a :class:`StoreFilter` plus excluded point ids (None when empty)."""
+    must = [_condition(c) for c in where.must] if where else []
+    should = [_condition(c) for c in where.should] if where else []
+    must_not = [qe.HasIdCondition(set(exclude))] if exclude else []
+    if not (must or should or must_not):
+        return None
+    return qe.Filter(must=must or None, should=should or None, must_not=must_not or None)
 
 
 def _stored_config(path: Path) -> dict[str, Any] | None:
@@ -145,13 +185,47 @@ class EdgeStore(Engine):
                 quantization_config=_quant_config(mv.quantization, spec.always_ram))
         config = qe.EdgeConfig(vectors=vectors, sparse_vectors=sparse,
                                optimizers=qe.EdgeOptimizersConfig(default_segment_number=EDGE_SEGMENTS))
-        if exists:
-            shard = qe.EdgeShard.load(str(path), config)  # checks compatibility with the stored config
-        else:
-            path.mkdir(parents=True, exist_ok=True)
-            shard = qe.EdgeShard.create(str(path), config)
+        try:
+            if exists:
+                shard = qe.EdgeShard.load(str(path), config)  # checks compatibility with the stored config
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                shard = qe.EdgeShard.create(str(path), config)
+        except Exception as exc:
+            if "WouldBlock" in str(exc):  # the shard's WAL is locked: another process has it open
+                raise StoreError(f"the embedded store {self.root} is open in another process (a running "
+                                 f"`secstream run`?); it cannot be shared: stop that process, or use a Qdrant "
+                                 f"server (SECSTREAM_QDRANT_URL)") from exc
+            raise
         self._shards[spec.name] = shard
+        have = shard.info().payload_schema
+        for key, index_kind in spec.indexes:
+            if key not in have:
+                shard.update(qe.UpdateOperation.create_field_index(key, _INDEX_TYPES[index_kind]))
         return kind
+
+    def _do_describe(self, collection: str) -> CollectionSpec | None:
+        path = self.root / collection
+        raw = _stored_config(path)
+        if raw is None:
+            return None
+        vectors: dict[str, Any] = raw.get("vectors") or {}
+        plain = sorted(name for name, v in vectors.items() if not v.get("multivector_config"))
+        multi = sorted(name for name, v in vectors.items() if v.get("multivector_config"))
+        sparse = sorted(raw.get("sparse_vectors") or {})
+        if len(plain) != 1 or len(multi) > 1 or len(sparse) > 1:
+            raise StoreError(f"collection {collection!r} at {path} has vectors {sorted(vectors)} and sparse "
+                             f"vectors {sparse}; this store describes one dense, at most one multivector and "
+                             f"at most one sparse vector")
+        probe = CollectionSpec(name=collection, dense_dim=1)
+        kind, always_ram = _stored_quantization(raw, plain[0], probe, path)
+        mv = None
+        if multi:
+            mv = MultiVectorSpec(name=multi[0], dim=int(vectors[multi[0]]["size"]),
+                                 quantization=_stored_quantization(raw, multi[0], probe, path)[0])
+        return CollectionSpec(name=collection, dense_dim=int(vectors[plain[0]]["size"]), dense_name=plain[0],
+                              sparse_name=sparse[0] if sparse else None, quantization=kind,
+                              always_ram=always_ram, multivector=mv)
 
     def _do_upsert(self, spec: CollectionSpec, points: list[Prepared]) -> None:
         batch = [qe.Point(id=pid, payload=payload, vector={
@@ -163,9 +237,10 @@ class EdgeStore(Engine):
         return self._shards[collection].count(qe.CountRequest(exact=True))
 
     def _do_query(self, collection: str, using: str, query: list[float] | list[list[float]] | SparseTerms,
-                  limit: int, exclude: list[str], options: SearchOptions | None) -> list[Hit]:
+                  limit: int, exclude: list[str], options: SearchOptions | None,
+                  where: StoreFilter | None) -> list[Hit]:
         vector = qe.SparseVector(list(query.indices), list(query.values)) if isinstance(query, SparseTerms) else query
-        flt = qe.Filter(must_not=[qe.HasIdCondition(set(exclude))]) if exclude else None
+        flt = edge_filter(where, exclude)
         params = None
         if options is not None and (options.exact or options.quantization != "none"):
             quant = None
@@ -179,6 +254,14 @@ class EdgeStore(Engine):
 
     def _do_retrieve(self, collection: str, ids: list[str]) -> list[Hit]:
         return [hit(r.id, None, r.payload) for r in self._shards[collection].retrieve(ids, True, False)]
+
+    def _do_retrieve_points(self, collection: str, ids: list[str]) -> list[Prepared]:
+        out: list[Prepared] = []
+        for r in self._shards[collection].retrieve(ids, True, True):
+            vectors = {name: SparseTerms(list(v.indices), list(v.values)) if isinstance(v, qe.SparseVector) else v
+                       for name, v in (r.vector or {}).items()}
+            out.append((str(r.id), vectors, dict(r.payload or {})))
+        return out
 
     def _do_info(self, spec: CollectionSpec) -> CollectionInfo:
         info = self._shards[spec.name].info()

@@ -26,6 +26,7 @@ from streams.store_base import (
     SearchOptions,
     SparseTerms,
     StoreError,
+    StoreFilter,
     StorePoint,
     VectorStore,
     check_quantization,
@@ -94,6 +95,19 @@ def _sparse_name(spec: CollectionSpec) -> str:
     return spec.sparse_name
 
 
+def _unit(vectors: Any) -> np.ndarray:
+    """float32 rows scaled to unit length, as cosine compares them (edge stores them so, local mode does not)."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(arr, axis=-1, keepdims=True)
+    return np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+
+
+def _where(where: StoreFilter | None) -> StoreFilter | None:
+    if where is not None and not isinstance(where, StoreFilter):
+        raise StoreError(f"where must be a StoreFilter or None, not {type(where).__name__}")
+    return where if where else None
+
+
 def hit(pid: Any, score: float | None, payload: dict[str, Any] | None) -> Hit:
     """A :class:`Hit` from an engine's id, score (None → 1.0) and payload."""
     return Hit(id=str(pid), score=1.0 if score is None else float(score), payload=dict(payload or {}))
@@ -126,11 +140,19 @@ class Engine(VectorStore):
     @abstractmethod
     def _do_count(self, collection: str) -> int: ...
     @abstractmethod
+    def _do_describe(self, collection: str) -> CollectionSpec | None:
+        """The spec of a stored collection (quantizations as stored, explicit); None if absent."""
+    @abstractmethod
     def _do_query(self, collection: str, using: str, query: list[float] | list[list[float]] | SparseTerms,
-                  limit: int, exclude: list[str], options: SearchOptions | None) -> list[Hit]:
-        """Nearest points to a dense vector, a multivector (rows) or a sparse vector named ``using``."""
+                  limit: int, exclude: list[str], options: SearchOptions | None,
+                  where: StoreFilter | None) -> list[Hit]:
+        """Nearest points to a dense vector, a multivector (rows) or a sparse vector named ``using``,
+        among those matching ``where`` and not in ``exclude``."""
     @abstractmethod
     def _do_retrieve(self, collection: str, ids: list[str]) -> list[Hit]: ...
+    @abstractmethod
+    def _do_retrieve_points(self, collection: str, ids: list[str]) -> list[Prepared]:
+        """Stored points with every vector (dense and rows as float lists, sparse as SparseTerms)."""
     @abstractmethod
     def _do_info(self, spec: CollectionSpec) -> CollectionInfo: ...
     @abstractmethod
@@ -153,6 +175,19 @@ class Engine(VectorStore):
                 effective = self._do_open(wanted, explicit)
             self._specs[spec.name] = replace(wanted, quantization=effective)
             self._requested[spec.name] = spec
+
+    def attach(self, collection: str) -> CollectionSpec | None:
+        """See :meth:`VectorStore.attach`."""
+        with self._lock:
+            self._check_open()
+            if collection in self._specs:
+                return self._specs[collection]
+            with boundary(f"describe collection {collection!r}"):
+                stored = self._do_describe(collection)
+            if stored is None:
+                return None
+            self.ensure(stored)
+            return self._specs[collection]
 
     def spec(self, collection: str) -> CollectionSpec:
         """The effective spec of an ensured collection (quantization resolved to what is stored)."""
@@ -187,36 +222,41 @@ class Engine(VectorStore):
 
     def search_dense(self, collection: str, vector: np.ndarray, limit: int, *,
                      exclude_ids: Sequence[str] = (), rescore: bool | None = None,
-                     oversampling: float | None = None, exact: bool = False) -> list[Hit]:
+                     oversampling: float | None = None, exact: bool = False,
+                     where: StoreFilter | None = None) -> list[Hit]:
         """See :meth:`VectorStore.search_dense`."""
         with self._lock:
             spec = self._spec(collection)
             query, excluded = _dense(spec, vector, "query"), _uuids(exclude_ids)
             options = _options(spec, spec.quantization or "none", rescore, oversampling, exact)
+            flt = _where(where)
             with boundary(f"dense search in {collection!r}"):
-                return self._do_query(collection, spec.dense_name, query, _limit(limit), excluded, options)
+                return self._do_query(collection, spec.dense_name, query, _limit(limit), excluded, options, flt)
 
     def search_multi(self, collection: str, rows: np.ndarray, limit: int, *,
                      exclude_ids: Sequence[str] = (), rescore: bool | None = None,
-                     oversampling: float | None = None, exact: bool = False) -> list[Hit]:
+                     oversampling: float | None = None, exact: bool = False,
+                     where: StoreFilter | None = None) -> list[Hit]:
         """See :meth:`VectorStore.search_multi`."""
         with self._lock:
             spec = self._spec(collection)
             mv = _multi_spec(spec)
             query, excluded = _multi(spec, rows, "query"), _uuids(exclude_ids)
             options = _options(spec, mv.quantization, rescore, oversampling, exact)
+            flt = _where(where)
             with boundary(f"multivector search in {collection!r}"):
-                return self._do_query(collection, mv.name, query, _limit(limit), excluded, options)
+                return self._do_query(collection, mv.name, query, _limit(limit), excluded, options, flt)
 
-    def search_sparse(self, collection: str, terms: SparseTerms, limit: int) -> list[Hit]:
+    def search_sparse(self, collection: str, terms: SparseTerms, limit: int, *,
+                      where: StoreFilter | None = None) -> list[Hit]:
         """See :meth:`VectorStore.search_sparse`; an empty query returns no hits."""
         with self._lock:
             spec = self._spec(collection)
-            name, limit = _sparse_name(spec), _limit(limit)
+            name, limit, flt = _sparse_name(spec), _limit(limit), _where(where)
             if not terms.indices:
                 return []
             with boundary(f"sparse search in {collection!r}"):
-                return self._do_query(collection, name, terms, limit, [], None)
+                return self._do_query(collection, name, terms, limit, [], None, flt)
 
     def retrieve(self, collection: str, ids: Sequence[str]) -> list[Hit]:
         """See :meth:`VectorStore.retrieve`."""
@@ -228,6 +268,27 @@ class Engine(VectorStore):
             with boundary(f"retrieve from {collection!r}"):
                 by_id = {h.id: h for h in self._do_retrieve(collection, wanted)}
             return [by_id[i] for i in wanted if i in by_id]
+
+    def retrieve_points(self, collection: str, ids: Sequence[str]) -> list[StorePoint]:
+        """See :meth:`VectorStore.retrieve_points`; dense vectors and rows come back at unit length."""
+        with self._lock:
+            spec = self._spec(collection)
+            wanted = list(dict.fromkeys(_uuids(ids)))
+            if not wanted:
+                return []
+            with boundary(f"retrieve points from {collection!r}"):
+                found = {pid: (vectors, payload) for pid, vectors, payload in self._do_retrieve_points(collection, wanted)}
+            out = []
+            for pid in wanted:
+                if pid not in found:
+                    continue
+                vectors, payload = found[pid]
+                sparse = vectors.get(spec.sparse_name) if spec.sparse_name is not None else None
+                rows = vectors.get(spec.multivector.name) if spec.multivector is not None else None
+                out.append(StorePoint(id=pid, dense=_unit(vectors[spec.dense_name]),
+                                      sparse=sparse if isinstance(sparse, SparseTerms) else None,
+                                      payload=dict(payload or {}), multi=None if rows is None else _unit(rows)))
+            return out
 
     def info(self, collection: str) -> CollectionInfo:
         """See :meth:`VectorStore.info`."""
