@@ -66,6 +66,33 @@ class WorkerProc:
             time.sleep(0.5)
         raise AssertionError(f"{name} stayed at {value} (< {at_least}) for {timeout:.0f}s")
 
+    def metric_sums(self, prefix: str) -> dict[str, float]:
+        """Every ``prefix*`` metric family's total over its labels (empty when /metrics is not up)."""
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for name, value in re.findall(rf"^({re.escape(prefix)}\w*?)(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text,
+                                      re.MULTILINE):
+            out[name] = out.get(name, 0.0) + float(value)
+        return out
+
+    def wait_alerts_settled(self, timeout: float = 120.0) -> dict[str, float]:
+        """Wait until the alerts agent has handled every alert raised so far (new + folded == raised): alerts
+        reach the alerts topic one hop after the events that raised them. Returns the ``secstream_alert*`` sums."""
+        deadline = time.monotonic() + timeout
+        sums: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}"
+            sums = self.metric_sums("secstream_alert")
+            raised = sums.get("secstream_alerts_raised_total", 0.0)
+            handled = sums.get("secstream_alerts_total", 0.0) + sums.get("secstream_alerts_folded_total", 0.0)
+            if sums and handled >= raised:
+                return sums
+            time.sleep(0.5)
+        raise AssertionError(f"alerts agent did not catch up: {sums}")
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:

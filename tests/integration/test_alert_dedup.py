@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import re
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,29 +26,6 @@ pytestmark = pytest.mark.integration
 SAMPLE = Path(__file__).resolve().parents[2] / "streams" / "sample" / "sample_events.jsonl.gz"
 
 
-def _sums(port: int) -> dict[str, float]:
-    """Each metric family's total over its labels."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    out: dict[str, float] = {}
-    for name, value in re.findall(r"^(secstream_alert\w*?)(?:\{[^}]*\})? ([0-9.e+]+)$", text, re.MULTILINE):
-        out[name] = out.get(name, 0.0) + float(value)
-    return out
-
-
-def _settled(worker: WorkerProc, timeout: float = 120.0) -> dict[str, float]:
-    """Wait until the alerts agent has handled every raised alert (new + folded == raised)."""
-    deadline = time.monotonic() + timeout
-    sums: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        sums = _sums(worker.port)
-        raised = sums.get("secstream_alerts_raised_total", 0.0)
-        handled = sums.get("secstream_alerts_total", 0.0) + sums.get("secstream_alerts_folded_total", 0.0)
-        if raised > 0 and handled >= raised:
-            return sums
-        time.sleep(0.5)
-    raise AssertionError(f"alerts agent did not catch up: {sums}")
-
-
 def test_worker_publishes_each_situation_once_with_counts(tmp_path: Path) -> None:
     with gzip.open(SAMPLE, "rb") as f:
         values = [line.rstrip(b"\n") for line in f if line.strip()]
@@ -64,7 +38,8 @@ def test_worker_publishes_each_situation_once_with_counts(tmp_path: Path) -> Non
         try:
             assert asyncio.run(produce_values(broker.bootstrap, "secstream.events", values)) == len(values)
             worker.wait_processed(len(values))
-            sums = _settled(worker)
+            sums = worker.wait_alerts_settled()
+            assert sums.get("secstream_alerts_raised_total", 0.0) > 0
         finally:
             code = worker.stop()
         assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]

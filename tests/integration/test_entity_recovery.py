@@ -62,6 +62,7 @@ def test_entities_survive_a_restart_and_the_changed_user_alerts(tmp_path: Path) 
             for partition in (0, 1):
                 worker.wait_metric("secstream_entity_closed_until_seconds", T0 + WINDOW_S * 38,
                                    labels=f'partition="{partition}"')
+            worker.wait_alerts_settled()
         finally:
             code = worker.stop()
         log2 = (tmp_path / "worker2.log").read_text()

@@ -85,6 +85,7 @@ def test_worker_end_to_end(tmp_path: Path) -> None:
             sent = asyncio.run(produce_values(broker.bootstrap, "secstream.events", messages))
             assert sent == len(messages)
             worker.wait_processed(len(messages))
+            worker.wait_alerts_settled()
         finally:
             code = worker.stop()
         assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
