@@ -24,7 +24,6 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,20 +41,16 @@ from streams.session_points import (
     similar_sessions,
 )
 from streams.store import (
+    ENGINES,
     QUANTIZATIONS,
-    ClientStore,
     CollectionSpec,
-    EdgeStore,
     MultiVectorSpec,
     Quantization,
     StorePoint,
     VectorStore,
+    open_store,
 )
 
-ENGINES: dict[str, Callable[[Path], VectorStore]] = {
-    "edge": lambda path: EdgeStore(path),
-    "local": lambda path: ClientStore(path=path),
-}
 BATCH = 256
 LIMIT = 10
 
@@ -151,7 +146,7 @@ def bench_engine(engine: str, quantization: Quantization, data: Synthetic, *, qu
     mean_members = round(float(np.mean([len(m) for m in data.members])), 1)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-sessions-") as tmp:
-        store = ENGINES[engine](Path(tmp))
+        store = open_store(engine=engine, path=Path(tmp))
         try:
             store.ensure(spec)
             build_s = upsert_s = 0.0

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,19 +29,15 @@ import numpy as np
 
 from bench.memory import rss_mib
 from streams.store import (
-    ClientStore,
+    ENGINES,
     CollectionSpec,
-    EdgeStore,
     SparseTerms,
     StorePoint,
     VectorStore,
+    open_store,
     point_id,
 )
 
-ENGINES: dict[str, Callable[[Path], VectorStore]] = {
-    "edge": lambda path: EdgeStore(path),
-    "local": lambda path: ClientStore(path=path),
-}
 COLLECTION = "bench"
 BATCH = 512
 VOCAB = 5_000
@@ -105,7 +100,7 @@ def bench_engine(name: str, sizes: list[int], dim: int, n_queries: int, budget_s
     with tempfile.TemporaryDirectory(prefix=f"secstream-bench-{name}-") as tmp:
         gc.collect()
         rss0 = rss_mib()
-        store = ENGINES[name](Path(tmp) / "store")
+        store = open_store(engine=name, path=Path(tmp) / "store")
         try:
             store.ensure(CollectionSpec(name=COLLECTION, dense_dim=dim))
             have, spent = 0, 0.0

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detection.alerts import alert_id, alert_severity
+from detection.alerts import SEVERITIES, alert_id, alert_severity
 from detection.sessions import event_time
 
 __all__ = ["AlertDeduper", "DedupOutcome", "group_key"]
@@ -70,12 +70,10 @@ class _Group:
     alert: dict[str, Any]  # the document as last published (or about to be)
     first_t: float
     last_t: float
-    seen: list[str]  # alert ids folded in (bounded)
     published: bool = False
 
     def plain(self) -> dict[str, Any]:
-        return {"alert": self.alert, "first_t": self.first_t, "last_t": self.last_t, "seen": self.seen,
-                "published": self.published}
+        return {"alert": self.alert, "first_t": self.first_t, "last_t": self.last_t, "published": self.published}
 
 
 class AlertDeduper:
@@ -86,21 +84,20 @@ class AlertDeduper:
         max_open_s: a group older than this is closed even if alerts keep coming (a new alert reopens one).
         rate_limit: groups an entity may open per ``window_s`` before further alerts fold into its overflow group.
         max_event_ids: event ids kept in a group's evidence.
-        max_seen: alert ids remembered per group for re-delivery checks.
         max_known: alert ids remembered overall (oldest forgotten first), so an alert raised again after its
             group closed is recognised.
     """
 
     def __init__(self, *, window_s: float = 600.0, max_open_s: float = 86_400.0, rate_limit: int = 20,
-                 max_event_ids: int = 20, max_seen: int = 1_000, max_known: int = 100_000) -> None:
-        if not window_s > 0 or max_open_s < window_s or rate_limit < 1 or max_event_ids < 1 or max_seen < 1:
+                 max_event_ids: int = 20, max_known: int = 100_000) -> None:
+        if not window_s > 0 or max_open_s < window_s or rate_limit < 1 or max_event_ids < 1 or max_known < 1:
             raise ValueError(f"need window_s > 0, max_open_s >= window_s, rate_limit >= 1, max_event_ids >= 1, "
-                             f"max_seen >= 1; got {window_s}, {max_open_s}, {rate_limit}, {max_event_ids}, "
-                             f"{max_seen}")
+                             f"max_known >= 1; got {window_s}, {max_open_s}, {rate_limit}, {max_event_ids}, "
+                             f"{max_known}")
         self.window_s, self.max_open_s = float(window_s), float(max_open_s)
-        self.rate_limit, self.max_event_ids, self.max_seen = int(rate_limit), int(max_event_ids), int(max_seen)
+        self.rate_limit, self.max_event_ids = int(rate_limit), int(max_event_ids)
         self.groups: dict[str, _Group] = {}
-        self.max_known = max(1, int(max_known))
+        self.max_known = int(max_known)
         self.known: dict[str, None] = {}  # alert ids seen, oldest first (an ordered set)
         self.opened: dict[str, list[float]] = {}  # entity → times it opened groups within the window
         self.watermark = -math.inf
@@ -114,7 +111,7 @@ class AlertDeduper:
     def process(self, alerts: Sequence[Mapping[str, Any]]) -> DedupOutcome:
         """Fold a batch of alerts (stream order) into the open groups; return what to publish."""
         out = DedupOutcome()
-        touched: dict[str, _Group] = {}  # in first-touch order; a group may close later in the batch
+        touched: dict[int, _Group] = {}  # by identity, in first-touch order (a group may close later in the batch)
         for raw in alerts:
             t = event_time(raw.get("last_seen") or raw["time"])
             self._expire(max(self.watermark, t))
@@ -134,14 +131,11 @@ class AlertDeduper:
                     self.opened.setdefault(_entity_of(key), []).append(t)
                     self._changed.add("r:" + _entity_of(key))
                 out.new += 1
-            elif str(raw["alert_id"]) in g.seen or raw["alert_id"] == g.alert["alert_id"]:
-                out.repeated += 1
-                continue
             else:
                 self._fold(g, raw, t)
                 out.folded += 1
             self._changed.add("o:" + key)
-            touched.setdefault(key + f"#{id(self.groups[key])}", self.groups[key])
+            touched.setdefault(id(self.groups[key]), self.groups[key])
         for g in touched.values():
             doc = copy.deepcopy(g.alert)
             if g.published:
@@ -189,7 +183,7 @@ class AlertDeduper:
                             f"({self.rate_limit} per {self.window_s:.0f} s); latest: {raw.get('title', '')}")
         ev = doc.setdefault("evidence", {})
         ev["event_ids"] = list(ev.get("event_ids") or [])[: self.max_event_ids]
-        return _Group(alert=doc, first_t=t, last_t=t, seen=[str(raw["alert_id"])])
+        return _Group(alert=doc, first_t=t, last_t=t)
 
     def _fold(self, g: _Group, raw: Mapping[str, Any], t: float) -> None:
         doc = g.alert
@@ -202,15 +196,13 @@ class AlertDeduper:
             doc["score"] = round(score, 2)
             event = raw.get("event") or {}
             doc["severity"] = max(doc["severity"], alert_severity(score, event.get("severity")),
-                                  key=_SEVERITY_RANK.__getitem__)
+                                  key=SEVERITIES.index)
         ids = doc["evidence"]["event_ids"]
         for eid in (raw.get("evidence") or {}).get("event_ids") or []:
             if len(ids) >= self.max_event_ids:
                 break
             if eid not in ids:
                 ids.append(eid)
-        if len(g.seen) < self.max_seen:
-            g.seen.append(str(raw["alert_id"]))
 
     def _expire(self, watermark: float) -> None:
         self.watermark = watermark
@@ -245,8 +237,7 @@ class AlertDeduper:
         for key, value in records:
             if key.startswith("o:"):
                 self.groups[key[2:]] = _Group(alert=dict(value["alert"]), first_t=float(value["first_t"]),
-                                              last_t=float(value["last_t"]), seen=list(value["seen"]),
-                                              published=bool(value["published"]))
+                                              last_t=float(value["last_t"]), published=bool(value["published"]))
             elif key.startswith("r:"):
                 self.opened[key[2:]] = [float(x) for x in value["times"]]
             elif key.startswith("k:"):
@@ -257,5 +248,3 @@ class AlertDeduper:
         self._removed.clear()
         return len(self.groups)
 
-
-_SEVERITY_RANK = {"unknown": -1, "informational": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}

@@ -1,6 +1,6 @@
 """Alerts in the worker: every raised alert goes through dedup before the alerts topic.
 
-The events, session and entity agents hand their alerts to :meth:`AlertAgent.send`
+The events, session and entity agents hand their alerts to :meth:`AlertAgent.send_alert`
 instead of the alerts topic. They are repartitioned to ``<app_id>-alert-steps``
 keyed by the alert's entity (``type:id``), so every alert of an entity reaches one
 partition, hence one worker and one :class:`detection.dedup.AlertDeduper`: groups
@@ -57,12 +57,10 @@ class AlertAgent(TableAgent):
         self.alerts_topic = alerts_topic
         self.render: Callable[[dict[str, Any]], dict[str, Any]] = to_ocsf if alert_format == "ocsf" else dict
 
-    async def send(self, *, key: bytes | None = None, value: bytes) -> Any:
-        """Hand one raised alert (its JSON) to dedup; same call shape as a topic's ``send``."""
-        del key  # the alert id; the repartition key is the entity
-        alert = json.loads(value)
+    async def send_alert(self, alert: dict[str, Any]) -> Any:
+        """Hand one raised alert to dedup; returns the send future to await with the batch's other sends."""
         metrics.ALERTS_RAISED.labels(str(alert.get("kind", "unknown"))).inc()
-        return await self.steps_topic.send(key=alert_partition_key(alert), value=value)
+        return await self.steps_topic.send(key=alert_partition_key(alert), value=dumps(alert))
 
     def deduper(self, partition: int) -> AlertDeduper:
         d = self.dedupers.get(partition)

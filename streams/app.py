@@ -114,13 +114,13 @@ class Worker:
             self.sessions = SessionAgent(
                 self.app, sessions, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), idle_s=s.session_idle_s,
-                alerts_topic=self.alerts, sessions_topic=self.app.topic(s.topic_sessions, partitions=1),
+                alerts=self.alerts, sessions_topic=self.app.topic(s.topic_sessions, partitions=1),
                 ready=self.ensure_topics)
         self.entities: EntityAgent | None = None
         if entities is not None:
             self.entities = EntityAgent(
                 self.app, entities, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
-                batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), alerts_topic=self.alerts,
+                batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), alerts=self.alerts,
                 ready=self.ensure_topics)
         self._outputs = [self.dlq_topic, self.alerts_topic]
         if self.sessions is not None:
@@ -196,7 +196,7 @@ class Worker:
             record = r.dlq_record(source=f"{msg.topic}/{msg.partition}/{msg.offset}")
             sends.append(await self.dlq_topic.send(key=None, value=dumps(record)))
         for alert in outcome.alerts:
-            sends.append(await self.alerts.send(key=alert["alert_id"].encode(), value=dumps(alert)))
+            sends.append(await self.alerts.send_alert(alert))
         if sends:  # wait for the broker's acks before the batch's offsets can be committed
             await asyncio.gather(*sends)
 

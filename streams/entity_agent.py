@@ -36,8 +36,8 @@ import faust
 
 from streams import metrics
 from streams.entity_stage import EntityOutcome, EntityStage, decode_entity_steps
+from streams.alert_agent import AlertAgent
 from streams.table_agent import TableAgent
-from streams.wire import dumps
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,12 @@ class EntityAgent(TableAgent):
     """The entity half of a worker; see the module docstring."""
 
     def __init__(self, app: faust.App, stage: EntityStage, executor: ThreadPoolExecutor, *, app_id: str,
-                 partitions: int, batch_size: int, within_s: float, alerts_topic: Any,
+                 partitions: int, batch_size: int, within_s: float, alerts: AlertAgent,
                  ready: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(app, executor, name="entities", steps="entity-steps", table=TABLE, app_id=app_id,
                          partitions=partitions, batch_size=batch_size, within_s=within_s, ready=ready)
         self.stage = stage
-        self.alerts_topic = alerts_topic
+        self.alerts = alerts  # dedup, then the alerts topic
 
     async def _batch(self, partition: int, values: list[bytes]) -> None:
         outcome, records = await self.run(self._observe, partition, values)
@@ -69,7 +69,7 @@ class EntityAgent(TableAgent):
         meta_key, meta = records[-1]  # last, alone
         sends = [await self._write(partition, prefix + meta_key.encode("utf-8"), meta, keep=_KEPT)]
         for alert in outcome.alerts:
-            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=dumps(alert)))
+            sends.append(await self.alerts.send_alert(alert))
         await asyncio.gather(*sends)  # acked before the batch's offsets can be committed
         metrics.ENTITY_VERSIONS.inc(outcome.commits)
         metrics.ENTITY_WINDOWS.inc(outcome.windows)

@@ -46,6 +46,7 @@ from detection.sessions import Session, iso_time
 from streams import metrics
 from streams.pipeline import Accepted, BatchOutcome
 from streams.session_stage import SessionOutcome, SessionStage
+from streams.alert_agent import AlertAgent
 from streams.table_agent import TableAgent
 from streams.wire import dumps, stack_newest, vector_from, vector_text
 
@@ -99,13 +100,13 @@ class SessionAgent(TableAgent):
     """The session half of a worker; see the module docstring."""
 
     def __init__(self, app: faust.App, stage: SessionStage, executor: ThreadPoolExecutor, *, app_id: str,
-                 partitions: int, batch_size: int, within_s: float, idle_s: float, alerts_topic: Any,
+                 partitions: int, batch_size: int, within_s: float, idle_s: float, alerts: AlertAgent,
                  sessions_topic: Any, ready: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(app, executor, name="sessions", steps="session-steps", table=TABLE, app_id=app_id, partitions=partitions,
                          batch_size=batch_size, within_s=within_s, ready=ready)
         self.stage = stage
         self.idle_s = idle_s
-        self.alerts_topic, self.sessions_topic = alerts_topic, sessions_topic
+        self.alerts, self.sessions_topic = alerts, sessions_topic
         app.timer(5.0, name="sessions-idle")(self._idle_timer)
 
     async def _batch(self, partition: int, values: list[bytes]) -> None:
@@ -139,7 +140,7 @@ class SessionAgent(TableAgent):
             sends.append(await self.sessions_topic.send(key=c.session.session_id.encode("utf-8"),
                                                         value=dumps(session_record(c))))
         for alert in outcome.alerts:
-            sends.append(await self.alerts_topic.send(key=alert["alert_id"].encode(), value=dumps(alert)))
+            sends.append(await self.alerts.send_alert(alert))
         if sends:  # acked before the batch's offsets can be committed
             await asyncio.gather(*sends)
         # counted once durable: a metric that moved means the changelog has it
