@@ -52,6 +52,8 @@ class WorkerProc:
             if self.processed() >= n:
                 return
             time.sleep(0.5)
+        self.proc.send_signal(signal.SIGUSR1)  # the worker dumps its stacks to its log: say where it hangs
+        time.sleep(2)
         raise AssertionError(f"worker processed {self.processed()} of {n} messages in {timeout:.0f}s")
 
     def wait_metric(self, name: str, at_least: float, timeout: float = 120.0, labels: str = "") -> float:
