@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import faust
 
+from detection.feedback import FeedbackMemory
 from detection.sessions import iso_time
 from streams import metrics
 from streams.alert_agent import AlertAgent
@@ -29,11 +30,12 @@ from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
 from streams.pipeline import EVENTS as EVENTS_COLLECTION
 from streams.pipeline import BatchOutcome, Pipeline
+from streams.feedback_agent import FeedbackAgent
 from streams.session_agent import SessionAgent, encode_steps
 from streams.session_stage import SessionStage
 from streams.runtime import build_deduper
 from streams.settings import Settings
-from streams.state import save_session_state, save_state
+from streams.state import save_feedback, save_session_state, save_state
 from streams.wire import dumps
 
 log = logging.getLogger(__name__)
@@ -104,11 +106,19 @@ class Worker:
         self.events_topic = self.app.topic(s.topic_events, partitions=s.topic_partitions)
         self.dlq_topic = self.app.topic(s.topic_dlq, partitions=1)
         self.alerts_topic = self.app.topic(s.topic_alerts, partitions=1)
+        self.feedback_topic = self.app.topic(s.topic_feedback, partitions=1)
+        if pipeline.feedback is None:
+            pipeline.feedback = FeedbackMemory(suppress_at=s.feedback_suppress_at, confirm_at=s.feedback_confirm_at)
         # every raised alert goes through dedup (streams/alert_agent.py) before the alerts topic
         self.alerts = AlertAgent(self.app, lambda: build_deduper(s), self.executor, app_id=s.app_id,
                                  partitions=s.topic_partitions, batch_size=s.batch_size,
                                  within_s=max(s.batch_within_s, 0.2), alerts_topic=self.alerts_topic,
-                                 alert_format=s.alert_format, ready=self.ensure_topics)
+                                 alert_format=s.alert_format, ready=self.ensure_topics, store=pipeline.store,
+                                 dim=pipeline.encoder.dim, feedback=pipeline.feedback)
+        # analyst verdicts: read by every worker (streams/feedback_agent.py)
+        self.feedback = FeedbackAgent(self.app, self.executor, bootstrap=bootstrap, topic=s.topic_feedback,
+                                      memory=pipeline.feedback, pipeline=pipeline, sessions=sessions,
+                                      store=pipeline.store, retry_s=s.feedback_retry_s, ready=self.ensure_topics)
         self.sessions: SessionAgent | None = None
         if sessions is not None:
             self.sessions = SessionAgent(
@@ -122,7 +132,7 @@ class Worker:
                 self.app, entities, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), alerts=self.alerts,
                 ready=self.ensure_topics)
-        self._outputs = [self.dlq_topic, self.alerts_topic]
+        self._outputs = [self.dlq_topic, self.alerts_topic, self.feedback_topic]
         if self.sessions is not None:
             self._outputs.append(self.sessions.sessions_topic)
         self._topics_lock = asyncio.Lock()
@@ -195,8 +205,7 @@ class Worker:
             msg = events[r.index].message
             record = r.dlq_record(source=f"{msg.topic}/{msg.partition}/{msg.offset}")
             sends.append(await self.dlq_topic.send(key=None, value=dumps(record)))
-        for alert in outcome.alerts:
-            sends.append(await self.alerts.send_alert(alert))
+        sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors))
         if sends:  # wait for the broker's acks before the batch's offsets can be committed
             await asyncio.gather(*sends)
 
@@ -224,6 +233,8 @@ class Worker:
         save_state(self.pipeline, self.state_dir)
         if self.stage is not None:
             save_session_state(self.stage.scorer, self.state_dir, self.pipeline.model_version)
+        if self.pipeline.feedback is not None:
+            save_feedback(self.pipeline.feedback, self.state_dir, self.pipeline.model_version)
         if self.pipeline.store is not None:
             self.pipeline.store.flush()
 

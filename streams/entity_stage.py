@@ -138,6 +138,8 @@ class EntityOutcome:
     #: event id → (joined score, entity score that gave it, that entity; None: no own embedding joined)
     scores: dict[str, tuple[float, float, EntityKey | None]] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: evidence vector of each alert (the event's hybrid row; None for a drift alert)
+    alert_vectors: list[np.ndarray | None] = field(default_factory=list)
     drift_alerts: int = 0
     event_alerts: int = 0
     commits: int = 0  # entity versions committed
@@ -231,6 +233,7 @@ class EntityStage:
             joined = out.scores[event_id][0]
             if self._may_alert(tr, steps[i], int(res.version[i]), joined):
                 out.alerts.append(self._event_alert(tr, steps[i], vectors[i], joined, res, i))
+                out.alert_vectors.append(vectors[i])
                 out.event_alerts += 1
         self._flush_points()
         return out
@@ -270,6 +273,7 @@ class EntityStage:
             out.commits += len(report.commit.keys)
             for finding in report.findings:
                 out.alerts.append(entity_drift_alert(finding, model_version=self.model_version))
+                out.alert_vectors.append(None)
                 out.drift_alerts += 1
         if self.store is not None:
             from streams.entity_points import entity_points
