@@ -29,7 +29,7 @@ BENCHES = {"encode": "bench.encode", "eval-hdfs": "bench.eval_hdfs", "sample": "
            "store": "bench.store_compare", "quantization": "bench.quantization",
            "sessions-memory": "bench.session_memory", "sessions-store": "bench.session_store",
            "entity-update": "bench.entity_update",
-           "entity-drift": "bench.entity_scenario"}
+           "entity-drift": "bench.entity_scenario", "alerts": "bench.alert_volume"}
 TRAINABLE = ("categorical", "sessions")
 log = logging.getLogger("secstream")
 
