@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from detection.alerts import event_alert, summary_line
+from detection.confidence import template_frequency
 from detection.detector import EventScore, NoveltyDetector
 from detection.explain import component_shares, top_terms
 from detection.feedback import FeedbackMemory, Match, confirmed_score, teach_normal
@@ -177,7 +178,9 @@ class Pipeline:
         t1 = time.perf_counter()
         batch = self.encoder.encode(docs)
         t2 = time.perf_counter()
-        scores = self.detector.score(batch.dense, top=max(self.neighbours_in_alert, 1), events=docs)
+        entities = [f"{kind}:{ident}" for kind, ident in (e.entity() for e in events)]
+        scores = self.detector.score(batch.dense, top=max(self.neighbours_in_alert, 1), events=docs,
+                                     templates=batch.template_ids, entities=entities)
         confirmed = self._confirmed(batch.dense, scores)
         t3 = time.perf_counter()
         for j, (doc, ev, sc) in enumerate(zip(docs, events, scores)):
@@ -198,6 +201,7 @@ class Pipeline:
         t5 = time.perf_counter()
         ids = [d["event_id"] for d in docs]
         self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs)
+        self.detector.observe(batch.template_ids, entities)
         self.encoder.update(docs)
         t6 = time.perf_counter()
         out.results = [s for s in slots if s is not None]
@@ -237,6 +241,7 @@ class Pipeline:
         payload = dict(doc)
         payload.update({"template": batch.templates[j], "template_id": batch.template_ids[j],
                         "score": sc.score, "novelty": round(sc.raw, 6), "warmup": sc.warmup,
+                        "warmup_reasons": list(sc.warmup_reasons), "confidence": sc.confidence,
                         "model_version": self.model_version})
         return StorePoint(id=point_id(doc["event_id"]), dense=batch.dense[j],
                           sparse=SparseTerms(list(indices), list(values)) if len(indices) else None,
@@ -267,4 +272,6 @@ class Pipeline:
         return event_alert(event=doc, entity=ev.entity(), score=sc.score, confidence=sc.confidence,
                            warmup=sc.warmup, components=shares, neighbours=neighbours, terms=terms,
                            template=batch.templates[j], template_id=batch.template_ids[j],
-                           model_version=self.model_version, rare=sc.rare)
+                           model_version=self.model_version, rare=sc.rare, warmup_reasons=sc.warmup_reasons,
+                           confidence_basis=sc.basis.to_alert() if sc.basis is not None else None,
+                           template_frequency=template_frequency(sc.basis))
