@@ -22,8 +22,8 @@ from detection.alerts import event_alert, summary_line
 from detection.confidence import template_frequency
 from detection.detector import EventScore, NoveltyDetector
 from detection.explain import component_shares, top_terms
-from detection.recent import RecentIds
 from detection.feedback import FeedbackMemory, Match, confirmed_score, teach_normal
+from detection.recent import RecentIds
 from encoders.hybrid import HybridEncoder
 from schemas.errors import InvalidEvent
 from schemas.models import SecurityEvent, decode_event
