@@ -22,7 +22,12 @@ the group's last one (event time) and the group is younger than ``max_open_s``:
   silently and the analyst sees how many were held back.
 
 Groups are closed (forgotten) once the event-time watermark (the latest alert time
-seen) is ``window_s`` past their last alert. State is a set of keyed records
+seen) is ``window_s`` past their last alert, or past the watermark at which they were
+last touched, whichever is later: alerts of old events arriving late (a backfill, a
+re-sent file) fold among themselves instead of each closing its group at once (a group
+key holds one open group: a late alert that cannot join it replaces it, and a later
+on-time alert of that key starts a new alert). A group spanning more than ``max_open_s``
+of event time closes too. State is a set of keyed records
 (:meth:`AlertDeduper.take_records` / :meth:`AlertDeduper.load_records`), so a worker
 can keep it in a changelog-backed table and write only what a batch changed.
 """
@@ -71,9 +76,11 @@ class _Group:
     first_t: float
     last_t: float
     published: bool = False
+    touched: float = -math.inf  # the watermark when an alert last joined (late alerts: above last_t)
 
     def plain(self) -> dict[str, Any]:
-        return {"alert": self.alert, "first_t": self.first_t, "last_t": self.last_t, "published": self.published}
+        return {"alert": self.alert, "first_t": self.first_t, "last_t": self.last_t, "published": self.published,
+                "touched": self.touched if math.isfinite(self.touched) else None}
 
 
 class AlertDeduper:
@@ -135,6 +142,7 @@ class AlertDeduper:
                 self._fold(g, raw, t)
                 out.folded += 1
             self._changed.add("o:" + key)
+            self.groups[key].touched = self.watermark
             touched.setdefault(id(self.groups[key]), self.groups[key])
         for g in touched.values():
             doc = copy.deepcopy(g.alert)
@@ -155,8 +163,9 @@ class AlertDeduper:
 
     def _open_group(self, key: str, t: float) -> _Group | None:
         g = self.groups.get(key)
-        if g is None or t - g.last_t > self.window_s or t - g.first_t > self.max_open_s:
-            return None
+        if g is None or t - g.last_t > self.window_s or g.first_t - t > self.window_s \
+                or max(t, g.last_t) - min(t, g.first_t) > self.max_open_s:
+            return None  # too far after (or, arriving late, before) the group's alerts
         return g
 
     def _limited(self, entity: str, t: float) -> bool:
@@ -191,6 +200,9 @@ class AlertDeduper:
         if t >= g.last_t:
             g.last_t = t
             doc["last_seen"] = raw.get("last_seen") or raw["time"]
+        if t < g.first_t:  # arrived late
+            g.first_t = t
+            doc["first_seen"] = raw.get("first_seen") or raw["time"]
         score = float(raw.get("score", 0.0))
         if score > float(doc["score"]):
             doc["score"] = round(score, 2)
@@ -207,7 +219,7 @@ class AlertDeduper:
     def _expire(self, watermark: float) -> None:
         self.watermark = watermark
         for key in [k for k, g in self.groups.items()
-                    if watermark - g.last_t > self.window_s or watermark - g.first_t > self.max_open_s]:
+                    if watermark - max(g.last_t, g.touched) > self.window_s or g.last_t - g.first_t > self.max_open_s]:
             del self.groups[key]
             self._removed.add("o:" + key)
             self._changed.discard("o:" + key)
@@ -236,8 +248,10 @@ class AlertDeduper:
         self.groups, self.opened, self.watermark, self.known = {}, {}, -math.inf, {}
         for key, value in records:
             if key.startswith("o:"):
+                touched = value.get("touched")
                 self.groups[key[2:]] = _Group(alert=dict(value["alert"]), first_t=float(value["first_t"]),
-                                              last_t=float(value["last_t"]), published=bool(value["published"]))
+                                              last_t=float(value["last_t"]), published=bool(value["published"]),
+                                              touched=float(touched) if touched is not None else -math.inf)
             elif key.startswith("r:"):
                 self.opened[key[2:]] = [float(x) for x in value["times"]]
             elif key.startswith("k:"):

@@ -135,3 +135,21 @@ def test_the_same_alert_raised_again_after_its_group_closed_is_not_new() -> None
     bounded = AlertDeduper(max_known=3)
     bounded.process([_alert(i, template=f"tpl-{i}") for i in range(5)])
     assert len(bounded.known) == 3
+
+
+def test_late_alerts_of_old_events_fold_among_themselves() -> None:
+    """A backfill or a re-sent file: alerts far behind the watermark still form groups (they used to close
+    their group at the next alert, so each published as new)."""
+    d = AlertDeduper(window_s=600)
+    d.process([_alert(100_000)])  # the watermark is now 20,000 s ahead of what follows
+    late = [_alert(i, dt=1.0) for i in range(50)]
+    docs = [doc for a in range(0, 50, 10) for doc in d.process(late[a:a + 10]).published]
+    assert len({doc["alert_id"] for doc in docs}) == 1 and docs[-1]["count"] == 50
+    d.process([_alert(100_000 + 5000)])  # an on-time alert of the key, 1,000 s on: its own group again
+    assert [g.last_t for g in d.groups.values()] == [event_time(_alert(105_000)["time"])]
+    restored = AlertDeduper(window_s=600)
+    d2 = AlertDeduper(window_s=600)
+    d2.process([_alert(100_000)])
+    d2.process(late[:10])
+    restored.load_records([(k, v) for k, v in d2.take_records() if v is not None])
+    assert restored.process(late[10:20]).published[0]["count"] == 20  # the late group survives a restart
