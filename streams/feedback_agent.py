@@ -68,6 +68,16 @@ class FeedbackAgent:
     async def _run(self) -> None:
         if self.ready is not None:
             await self.ready()  # the topic exists: a group-less consumer only learns of new topics slowly
+        while True:  # a broker outage stops reading, not the worker; every start re-reads from the beginning
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep the worker, retry the consumer
+                log.warning("feedback consumer failed (%s: %s); retrying in 5 s", type(exc).__name__, exc)
+                await asyncio.sleep(5.0)
+
+    async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=self.bootstrap, group_id=None,
                                     auto_offset_reset="earliest", enable_auto_commit=False)
         await consumer.start()
