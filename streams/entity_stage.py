@@ -89,8 +89,8 @@ def entity_steps(outcome: BatchOutcome, types: Sequence[str]) -> tuple[list[Enti
     if outcome.vectors is None:
         return steps, np.zeros((0, 0), dtype=np.float32)
     for r in outcome.results:
-        if not isinstance(r, Accepted) or r.event is None or r.row < 0 or r.warmup:
-            continue  # warm-up events never become steps: see the module docstring
+        if not isinstance(r, Accepted) or r.event is None or r.row < 0 or r.warmup or r.repeated:
+            continue  # warm-up events never become steps (module docstring), nor an id learned before
         keys = entity_keys(r.event, types)
         if not keys:
             continue

@@ -65,8 +65,10 @@ class Accepted:
     template_id: str | None = None
     template: str | None = None
     row: int = -1
-    #: an event id learned before (a re-delivery or a re-sent event): scored, not learned, stored or alerted
-    #: again, and no row (sessions and entities have it already)
+    #: an event id learned before (a re-delivery, a re-sent event, or an identical line: ids default to a
+    #: content hash): scored, not learned, stored or alerted again by the event detector. It keeps its row
+    #: and still joins its session (identical lines are distinct events in logs such as HDFS: leaving them
+    #: out of sessions lowered F1 from 0.95 to 0.88 there); entity steps leave it out.
     repeated: bool = False
 
 
@@ -195,8 +197,7 @@ class Pipeline:
             alert = (((not sc.warmup) and sc.score >= self.threshold) or j in confirmed) and not repeated[j]
             slots[positions[j]] = Accepted(positions[j], doc["event_id"], doc.get("session_id"), sc.score, alert,
                                            sc.warmup, event=doc, template_id=batch.template_ids[j],
-                                           template=batch.templates[j], row=-1 if repeated[j] else j,
-                                           repeated=repeated[j])
+                                           template=batch.templates[j], row=j, repeated=repeated[j])
             if alert:
                 doc_alert = self._alert(j, doc, ev, sc, batch, docs)
                 if j in confirmed:

@@ -56,9 +56,9 @@ def test_a_re_sent_event_is_recognised_not_learned_twice(pipeline: Pipeline) -> 
     first = pipeline.process([odd])
     seen = pipeline.detector.baseline.seen
     runs = [pipeline.process([odd]).accepted[0] for _ in range(pipeline.detector.baseline.k + 2)]
-    assert first.accepted[0].alert and not first.accepted[0].repeated and first.accepted[0].row == 0
+    assert first.accepted[0].alert and not first.accepted[0].repeated
     assert len({r.event_id for r in runs} | {first.accepted[0].event_id}) == 1
-    assert all(r.repeated and not r.alert and r.row == -1 for r in runs)
+    assert all(r.repeated and not r.alert and r.row == 0 for r in runs)  # its row: it still joins its session
     assert all(r.score > 90 for r in runs), [r.score for r in runs]  # never became familiar by repetition
     assert pipeline.detector.baseline.seen == seen
     twice = pipeline.process([ev(5000), ev(5000)]).accepted  # the same id twice in one batch
