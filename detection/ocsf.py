@@ -63,7 +63,8 @@ def to_ocsf(alert: Mapping[str, Any], *, product_version: str = "") -> dict[str,
         },
         "evidences": [{"data": {"event_id": i, **(dict(event) if n == 0 else {})}}
                       for n, i in enumerate(ids)] or [{"data": {"session_id": evidence.get("session_id")}}],
-        "unmapped": {"secstream": {k: alert[k] for k in ("explanation", "model_version", "warmup", "rate_limited")
+        "unmapped": {"secstream": {k: alert[k] for k in ("explanation", "model_version", "warmup", "rate_limited",
+                                                        "threshold")
                                    if k in alert}
                      | {"entity": dict(ent), "session_id": evidence.get("session_id")}},
     }

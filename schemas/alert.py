@@ -116,6 +116,7 @@ class Alert(_Strict):
     update: bool | None = None
     rate_limited: bool | None = None
     score: Annotated[float, Field(ge=0, le=100)]
+    threshold: Annotated[float, Field(ge=0, le=100)] | None = None
     severity: AlertSeverity
     confidence: Annotated[float, Field(ge=0, le=1)] | None = None
     warmup: bool | None = None
@@ -128,9 +129,9 @@ class Alert(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict as published; absent optional fields (event, confidence, warmup, update,
-        rate_limited) are omitted."""
+        rate_limited, threshold) are omitted."""
         out = self.model_dump(mode="json")
-        for key in ("event", "confidence", "warmup", "update", "rate_limited"):
+        for key in ("event", "confidence", "warmup", "update", "rate_limited", "threshold"):
             if out.get(key) is None:
                 out.pop(key, None)
         if out.get("event"):

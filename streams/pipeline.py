@@ -21,6 +21,7 @@ import numpy as np
 from detection.alerts import event_alert, summary_line
 from detection.detector import EventScore, NoveltyDetector
 from detection.explain import component_shares, top_terms
+from detection.threshold import AlertThreshold
 from encoders.hybrid import HybridEncoder
 from schemas.errors import InvalidEvent
 from schemas.models import SecurityEvent, decode_event
@@ -113,16 +114,23 @@ class Pipeline:
     """Stateful scorer of event batches; see the module docstring."""
 
     def __init__(self, encoder: HybridEncoder, detector: NoveltyDetector, store: VectorStore | None, *,
-                 threshold: float = 90.0, max_message_bytes: int = 81_920, neighbours_in_alert: int = 3) -> None:
+                 threshold: float | AlertThreshold = 90.0, max_message_bytes: int = 81_920,
+                 neighbours_in_alert: int = 3) -> None:
         self.encoder = encoder
         self.detector = detector
         self.store = store
-        self.threshold = threshold
+        #: the event kind's alert threshold (fixed or adaptive; a number is a fixed one)
+        self.alert_threshold = threshold if isinstance(threshold, AlertThreshold) else AlertThreshold(threshold)
         self.max_message_bytes = max_message_bytes
         self.neighbours_in_alert = neighbours_in_alert
         self.model_version = encoder.version
         if store is not None:
             store.ensure(CollectionSpec(name=EVENTS, dense_dim=encoder.dim))
+
+    @property
+    def threshold(self) -> float:
+        """The event score at or above which an event alerts, now."""
+        return self.alert_threshold.value
 
     def process(self, values: Sequence[bytes]) -> BatchOutcome:
         """Score a batch of raw messages; every input gets exactly one result.
@@ -172,13 +180,14 @@ class Pipeline:
         t2 = time.perf_counter()
         scores = self.detector.score(batch.dense, top=max(self.neighbours_in_alert, 1), events=docs)
         t3 = time.perf_counter()
+        threshold = self.threshold  # learned from earlier batches only (observed below, after learning)
         for j, (doc, ev, sc) in enumerate(zip(docs, events, scores)):
-            alert = (not sc.warmup) and sc.score >= self.threshold
+            alert = (not sc.warmup) and sc.score >= threshold
             slots[positions[j]] = Accepted(positions[j], doc["event_id"], doc.get("session_id"), sc.score, alert,
                                            sc.warmup, event=doc, template_id=batch.template_ids[j],
                                            template=batch.templates[j], row=j)
             if alert:
-                out.alerts.append(self._alert(j, doc, ev, sc, batch, docs))
+                out.alerts.append({**self._alert(j, doc, ev, sc, batch, docs), "threshold": round(threshold, 2)})
         t4 = time.perf_counter()
         if self.store is not None and docs:
             self.store.upsert(EVENTS, [self._point(j, doc, scores[j], batch) for j, doc in enumerate(docs)])
@@ -186,6 +195,7 @@ class Pipeline:
         ids = [d["event_id"] for d in docs]
         self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs)
         self.encoder.update(docs)
+        self.alert_threshold.observe([sc.score for sc in scores if not sc.warmup])
         t6 = time.perf_counter()
         out.results = [s for s in slots if s is not None]
         out.vectors = batch.dense
