@@ -75,9 +75,26 @@ def event_alert(
     template_id: str | None,
     model_version: str,
     rare: Any = None,
+    warmup_reasons: Sequence[str] | None = None,
+    confidence_basis: Mapping[str, Any] | None = None,
+    template_frequency: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An ``event_anomaly`` alert for one event (``event`` is the SecurityEvent as a dict)."""
+    """An ``event_anomaly`` alert for one event (``event`` is the SecurityEvent as a dict).
+
+    ``warmup_reasons``, ``confidence_basis`` (:mod:`detection.confidence`) and
+    ``template_frequency`` (``{"count", "share"}``: earlier events with the template)
+    are published when given.
+    """
     event_id = str(event["event_id"])
+    explanation: dict[str, Any] = {
+        "components": {k: round(float(v), 4) for k, v in components.items()},
+        "neighbours": [dict(n) for n in neighbours],
+        "top_terms": [dict(t) for t in terms],
+        "template": template,
+        "template_id": template_id,
+    }
+    if template_frequency is not None:
+        explanation["template_frequency"] = dict(template_frequency)
     return {
         "schema_version": "1",
         "alert_id": alert_id("event_anomaly", event_id, model_version),
@@ -90,16 +107,12 @@ def event_alert(
         "severity": alert_severity(score, event.get("severity")),
         "confidence": round(float(confidence), 3),
         "warmup": bool(warmup),
+        **({"warmup_reasons": list(warmup_reasons)} if warmup_reasons is not None else {}),
+        **({"confidence_basis": dict(confidence_basis)} if confidence_basis is not None else {}),
         "title": title_for(event, score, rare),
         "entity": {"type": entity[0], "id": entity[1]},
         "evidence": {"event_ids": [event_id], "session_id": event.get("session_id")},
-        "explanation": {
-            "components": {k: round(float(v), 4) for k, v in components.items()},
-            "neighbours": [dict(n) for n in neighbours],
-            "top_terms": [dict(t) for t in terms],
-            "template": template,
-            "template_id": template_id,
-        },
+        "explanation": explanation,
         "event": event_summary(event),
         "model_version": model_version,
     }

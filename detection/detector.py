@@ -3,6 +3,12 @@
 Pure: numpy arrays and plain values in, plain results out. The pipeline calls
 ``score`` (no state change) and then ``learn`` with the same batch, which makes
 scoring prequential: no event is scored by a state it has already changed.
+
+Confidence (:mod:`detection.confidence`): every score carries how much baseline
+evidence backs it (stream history, neighbour support, and how often the event's
+template and entity were seen before, counted by ``observe``) and the warm-ups
+that apply (``warmup_reasons``). A young template or entity keeps its real score
+and may alert; only the stream warm-up (``warmup``) stops alerts.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from detection.calibration import TailCalibrator
+from detection.confidence import ConfidenceBasis, SeenCounter, event_confidence
 from detection.novelty import ExemplarBaseline, Neighbour
 from detection.rarity import RareValue, ValueRarity
 
@@ -28,13 +35,16 @@ class EventScore:
 
     score: float  # 0–100: the larger of the vector score and the rare-value score
     raw: float  # support-weighted kNN cosine distance
-    warmup: bool  # too little history to trust: never alerts
-    confidence: float  # 0–1, how much baseline evidence backs the score
+    warmup: bool  # stream warm-up, too little history to trust: never alerts
+    confidence: float  # 0–1, how much baseline evidence backs the score (``basis.factors`` multiplied)
     neighbours: list[Neighbour] = field(default_factory=list)
     vector_score: float = 0.0  # 0–100 from kNN novelty of the hybrid vector
     value_score: float = 0.0  # 0–100 from the rarest categorical value
     rare: RareValue | None = None  # that value, when it is what makes the event unusual
     surprise: float = 0.0  # -log10 probability of the event's rarest value
+    #: warm-ups that apply ("stream", "template", "entity"); only "stream" (= ``warmup``) stops alerts
+    warmup_reasons: tuple[str, ...] = ()
+    basis: ConfidenceBasis | None = None  # what the confidence rests on
 
 
 class NoveltyDetector:
@@ -42,7 +52,8 @@ class NoveltyDetector:
 
     def __init__(self, dim: int, *, k: int = 5, capacity: int = 50_000, warmup: int = 200,
                  merge_at: float = 0.995, scale: float = 0.10, decades: float = 2.0,
-                 max_terms: int = 200_000) -> None:
+                 max_terms: int = 200_000, template_warmup: int = 10, entity_warmup: int = 20,
+                 max_seen_keys: int = 100_000) -> None:
         self.baseline = ExemplarBaseline(dim, capacity=capacity, k=k, merge_at=merge_at)
         self.calibrator = TailCalibrator(scale=scale, decades=decades)
         self.rarity = ValueRarity()
@@ -52,11 +63,20 @@ class NoveltyDetector:
         self.max_terms = max_terms
         self.doc_freq: Counter[int] = Counter()
         self.n_docs = 0
+        # sightings per template id and per entity, for confidence and warm-up (see ``observe``)
+        self.template_warmup, self.entity_warmup = template_warmup, entity_warmup
+        self.templates_seen = SeenCounter(max_seen_keys)
+        self.entities_seen = SeenCounter(max_seen_keys)
 
     def score(self, vectors: np.ndarray, top: int = 3,
-              events: Sequence[dict[str, Any]] | None = None) -> list[EventScore]:
+              events: Sequence[dict[str, Any]] | None = None, templates: Sequence[str | None] | None = None,
+              entities: Sequence[str | None] | None = None) -> list[EventScore]:
         """Scores for a batch (unit float32 rows, and the events as dicts for the
-        rare-value score), prequential within the batch; no state change."""
+        rare-value score), prequential within the batch; no state change.
+
+        ``templates`` (template ids) and ``entities`` (``"type:id"`` keys), one per
+        row, add their age to the confidence and their warm-up to ``warmup_reasons``.
+        """
         results = self.baseline.score(vectors, top=top)
         raw = np.array([r.raw for r in results], dtype=np.float64)
         vec_scores = self.calibrator.score_sequence(raw)
@@ -64,17 +84,32 @@ class NoveltyDetector:
         surprise = np.array([r.surprise if r else 0.0 for r in rares], dtype=np.float64)
         val_scores = self.rarity_calibrator.score_sequence(np.minimum(surprise / _SURPRISE_PER_UNIT, 2.0))
         seen = self.baseline.seen
+        n = len(results)
+        t_seen = self.templates_seen.seen(templates) if templates is not None else [None] * n
+        e_seen = self.entities_seen.seen(entities) if entities is not None else [None] * n
+        t_total = self.templates_seen.total
         out = []
         for i, r in enumerate(results):
             history = seen + i
-            support = sum(nb.count for nb in r.neighbours)
-            confidence = min(1.0, history / max(1, 5 * self.warmup)) * min(1.0, support / self.baseline.k)
+            basis = event_confidence(history=history, warmup=self.warmup, neighbours=len(r.neighbours),
+                                     support=sum(nb.count for nb in r.neighbours), k=self.baseline.k,
+                                     template_seen=t_seen[i], template_total=t_total,
+                                     template_warmup=self.template_warmup, entity_seen=e_seen[i],
+                                     entity_warmup=self.entity_warmup)
+            if t_seen[i] is not None:
+                t_total += 1
             v, c = max(0.0, float(vec_scores[i])), max(0.0, float(val_scores[i]))
             out.append(EventScore(score=round(max(v, c), 3), raw=r.raw, warmup=history < self.warmup,
-                                  confidence=round(confidence, 3), neighbours=r.neighbours,
+                                  confidence=round(basis.confidence, 3), neighbours=r.neighbours,
                                   vector_score=round(v, 3), value_score=round(c, 3),
-                                  rare=rares[i] if c > v else None, surprise=float(surprise[i])))
+                                  rare=rares[i] if c > v else None, surprise=float(surprise[i]),
+                                  warmup_reasons=basis.warmup_reasons, basis=basis))
         return out
+
+    def observe(self, templates: Sequence[str | None], entities: Sequence[str | None]) -> None:
+        """Count a scored batch's template ids and entity keys (after :meth:`score`, like ``learn``)."""
+        self.templates_seen.learn(templates)
+        self.entities_seen.learn(entities)
 
     def learn(self, vectors: np.ndarray, scores: Sequence[EventScore], ids: list[str], summaries: Sequence[str],
               sparse: Sequence[tuple[Sequence[int], Sequence[float]]],
@@ -101,7 +136,9 @@ class NoveltyDetector:
             "meta": {"baseline": base["meta"], "calibrator": self.calibrator.snapshot(),
                      "warmup": self.warmup, "n_docs": self.n_docs, "rarity": self.rarity.snapshot(),
                      "rarity_calibrator": self.rarity_calibrator.snapshot(),
-                     "doc_freq": [[int(k), int(v)] for k, v in self.doc_freq.items()]},
+                     "doc_freq": [[int(k), int(v)] for k, v in self.doc_freq.items()],
+                     "templates_seen": self.templates_seen.snapshot(),
+                     "entities_seen": self.entities_seen.snapshot()},
             "arrays": base["arrays"],
         }
 
@@ -113,3 +150,10 @@ class NoveltyDetector:
         self.rarity_calibrator.restore(meta["rarity_calibrator"])
         self.n_docs = int(meta["n_docs"])
         self.doc_freq = Counter({int(k): int(v) for k, v in meta["doc_freq"]})
+        # snapshots from before these counters: every template and entity starts its warm-up again
+        self.templates_seen = SeenCounter(self.templates_seen.capacity)
+        self.entities_seen = SeenCounter(self.entities_seen.capacity)
+        if "templates_seen" in meta:
+            self.templates_seen.restore(meta["templates_seen"])
+        if "entities_seen" in meta:
+            self.entities_seen.restore(meta["entities_seen"])

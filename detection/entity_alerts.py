@@ -74,6 +74,9 @@ def entity_event_alert(*, event: Mapping[str, Any], event_id: str, time: str, en
         "severity": alert_severity(score, severity),
         "confidence": round(float(confidence), 3),
         "warmup": False,
+        # the confidence is the entity's age (its committed versions, full from 5 on): below 1 it is warming up
+        "warmup_reasons": ["entity"] if confidence < 1.0 else [],
+        "confidence_basis": {"entity_seen": int(version), "factors": {"entity": round(float(confidence), 3)}},
         "title": f"Unusual {what} for {kind} {ident}, unlike its own behaviour (score {score:.0f}: "
                  f"{event_score:.0f} for the population, {entity_score:.0f} for this {kind})",
         "entity": ent,

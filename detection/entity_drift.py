@@ -244,6 +244,7 @@ def entity_drift_alert(finding: DriftFinding, *, model_version: str) -> dict[str
     top = sorted(finding.components.items(), key=lambda kv: -kv[1])[:2]
     terms += [{"term": f"moved most: {name}", "weight": round(float(share), 4)} for name, share in top if share > 0]
     evidence = f"{kind}|{ident}|{iso_time(finding.window_end)}"
+    confidence = min(1.0, (finding.history + 1) / 5.0)  # the entity's age: full from its 5th scored update
     return {
         "schema_version": "1",
         "alert_id": alert_id("entity_drift", evidence, model_version),
@@ -254,8 +255,10 @@ def entity_drift_alert(finding: DriftFinding, *, model_version: str) -> dict[str
         "count": 1,
         "score": round(float(finding.score), 2),
         "severity": alert_severity(finding.score),
-        "confidence": round(min(1.0, (finding.history + 1) / 5.0), 3),
+        "confidence": round(confidence, 3),
         "warmup": bool(finding.warmup),
+        "warmup_reasons": (["stream"] if finding.warmup else []) + (["entity"] if confidence < 1.0 else []),
+        "confidence_basis": {"history": int(finding.history), "factors": {"entity": round(confidence, 3)}},
         "title": f"Behaviour of {kind} {ident} changed abruptly (drift {finding.score:.0f}, "
                  f"version {finding.version})",
         "entity": entity,

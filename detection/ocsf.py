@@ -15,7 +15,7 @@ alert v1. The mapping:
 - the entity as ``actor.user`` (user), ``device`` (host) or ``src_endpoint.ip`` (address);
 - ``evidences``: one per evidence event id, with the event summary when there is one;
 - ``unmapped.secstream``: what OCSF has no place for (explanation, model version,
-  session id, warm-up, rate limit).
+  session id, warm-up and its reasons, the confidence basis, rate limit).
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def to_ocsf(alert: Mapping[str, Any], *, product_version: str = "") -> dict[str,
         },
         "evidences": [{"data": {"event_id": i, **(dict(event) if n == 0 else {})}}
                       for n, i in enumerate(ids)] or [{"data": {"session_id": evidence.get("session_id")}}],
-        "unmapped": {"secstream": {k: alert[k] for k in ("explanation", "model_version", "warmup", "rate_limited",
-                                                        "threshold")
+        "unmapped": {"secstream": {k: alert[k] for k in ("explanation", "model_version", "warmup", "warmup_reasons",
+                                                         "confidence_basis", "rate_limited", "threshold")
                                    if k in alert}
                      | {"entity": dict(ent), "session_id": evidence.get("session_id")}},
     }

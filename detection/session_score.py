@@ -37,6 +37,15 @@ Score = max of the calibrated scores (kNN, transition and sequence gated as abov
 scores a session, then learns it. Optional robust admission (``admit_below``):
 a session joins the kNN baseline only if it scored below that value (measured on
 HDFS: it locks out patterns first seen after warm-up and lowers ROC-AUC; off by default).
+
+Confidence and explanation (:mod:`detection.confidence`): a score carries its
+confidence (closed sessions learned, support of the listed nearest sessions, age
+of the session's rarest template in sessions) and its warm-ups ("stream" below
+``warmup`` sessions, which never alert; "template" when the rarest template was
+in fewer than ``template_warmup`` past sessions, which may). The alert lists the
+session's unusual transitions: the ``transitions`` most improbable distinct
+template transitions with ``P ≤ unusual_p`` under the Markov model, with their
+probability and surprise (empty when the session is unusual for other reasons).
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ import numpy as np
 
 from detection.alerts import alert_id, alert_severity
 from detection.calibration import TailCalibrator
+from detection.confidence import ConfidenceBasis, session_confidence, template_frequency
 from detection.explain import component_shares
 from detection.invariants import InvariantMiner, InvariantResult
 from detection.novelty import ExemplarBaseline
@@ -89,18 +99,27 @@ class MarkovSurprise:
 
     def surprise(self, sequence: Sequence[str]) -> tuple[float, tuple[str, str, float]]:
         """``max −log10 P`` over the session's transitions and the worst ``(from, to, P)``. No state change."""
-        seq = [START, *sequence, END]
+        ranked = self.ranked(sequence)
+        if not ranked:
+            return 0.0, (START, END, 1.0)
+        worst = ranked[0]
+        return -math.log10(worst[2]), worst
+
+    def ranked(self, sequence: Sequence[str]) -> list[tuple[str, str, float]]:
+        """The session's distinct transitions ``(from, to, P)``, least probable first (ties: first
+        occurrence first), with the start and end symbols. No state change."""
         v = len(self.symbols) + 1
-        worst, arg = 0.0, (START, END, 1.0)
-        for a, b in pairwise(seq):
+        probs: dict[tuple[str, str], float] = {}
+        totals: dict[str, int] = {}
+        for a, b in pairwise([START, *sequence, END]):
+            if (a, b) in probs:
+                continue
             row = self.counts.get(a)
+            if a not in totals:
+                totals[a] = sum(row.values()) if row else 0
             n_ab = row.get(b, 0) if row else 0
-            total = sum(row.values()) if row else 0
-            p = (n_ab + self.alpha) / (total + self.alpha * v)
-            s = -math.log10(p)
-            if s > worst:
-                worst, arg = s, (a, b, p)
-        return worst, arg
+            probs[(a, b)] = (n_ab + self.alpha) / (totals[a] + self.alpha * v)
+        return [(a, b, p) for (a, b), p in sorted(probs.items(), key=lambda kv: kv[1])]
 
     def learn(self, sequence: Sequence[str]) -> None:
         seq = [START, *sequence, END]
@@ -143,6 +162,13 @@ class SessionScore:
     invariants: InvariantResult | None = None
     sequence_score: float = 0.0  # calibrated GRU surprise (0 while the model is not ready)
     sequence: SequenceSurprise | None = None
+    #: the most unusual distinct transitions ``(from, to, P)`` (P ≤ ``unusual_p``), least probable first
+    transitions: list[tuple[str, str, float]] = field(default_factory=list)
+    confidence: float = 0.0  # 0–1, how much baseline evidence backs the score (``basis.factors`` multiplied)
+    warmup_reasons: tuple[str, ...] = ()  # "stream" (= ``warmup``: never alerts), "template" (may alert)
+    basis: ConfidenceBasis | None = None
+    #: earlier sessions holding the rarest template (for the alert's template frequency)
+    rarest_seen: int | None = None
     #: the unit session vector that was scored (:meth:`SessionScorer.vector`), reused by learn() and the store
     vector: np.ndarray | None = None
 
@@ -155,7 +181,8 @@ class SessionScorer:
                  surprise_scale: float = 4.0, alpha: float = 0.1, warmup: int = 50,
                  admit_below: float | None = None, neighbours: int = 3, invariants: bool = True,
                  gate: float = 0.89, min_hold: float = 0.95, zero_rate: float = 0.007, confidence: float = 0.99,
-                 sequence: bool | OnlineSequenceScorer = False, sequence_scale: float = 10.0) -> None:
+                 sequence: bool | OnlineSequenceScorer = False, sequence_scale: float = 10.0,
+                 template_warmup: int = 5, unusual_p: float = 0.1, transitions: int = 3) -> None:
         if not 0.0 <= bag_weight <= 1.0:
             raise ValueError(f"bag_weight must be in [0, 1], got {bag_weight}")
         if sequence_scale <= 0:
@@ -183,6 +210,7 @@ class SessionScorer:
             self.sequence = OnlineSequenceScorer()
         self.sequence_cal = TailCalibrator(scale=1.0, decades=decades)
         self.sequence_scale = sequence_scale
+        self.template_warmup, self.unusual_p, self.transitions = template_warmup, unusual_p, transitions
 
     def vector(self, session: Session) -> np.ndarray:
         """Unit session vector (float32 ``[dim + bag_dim]``)."""
@@ -199,7 +227,9 @@ class SessionScorer:
         v = self.vector(session)
         res = self.baseline.score(v[None, :], top=max(self.neighbours, 1))[0]
         knn_score = float(self.knn_cal.score(np.array([res.raw]))[0])
-        surprise, worst = self.markov.surprise(session.sequence)
+        ranked = self.markov.ranked(session.sequence)
+        worst = ranked[0] if ranked else (START, END, 1.0)
+        surprise = -math.log10(worst[2])
         s_raw = min(surprise / self.surprise_scale, 2.0)
         s_score = float(self.surprise_cal.score(np.array([s_raw]))[0])
         nbs, rows = [], []
@@ -220,11 +250,19 @@ class SessionScorer:
                 inv_score = 90.0 + 10.0 * (1.0 - math.exp(-inv.weight / 5.0))
             if self.miner.invariants:
                 base *= self.gate
+        rarest_seen = self.doc_freq.get(rare[0][0], 0) if rare else None
+        basis = session_confidence(history=self.seen, warmup=self.warmup,
+                                   neighbours=len(res.neighbours[: self.neighbours]),
+                                   support=sum(nb.count for nb in res.neighbours[: self.neighbours]),
+                                   listed=self.neighbours, template_seen=rarest_seen,
+                                   template_warmup=self.template_warmup)
+        unusual = [t for t in ranked[: self.transitions] if t[2] <= self.unusual_p]
         return SessionScore(score=round(max(base, inv_score), 3), knn_raw=res.raw, knn_score=knn_score,
                             surprise=surprise, surprise_score=s_score, warmup=self.seen < self.warmup,
                             worst_transition=worst, neighbours=nbs, components=comps, rare_templates=rare,
                             invariant_score=inv_score, invariants=inv, sequence_score=seq_score, sequence=seq,
-                            vector=v)
+                            transitions=unusual, confidence=round(basis.confidence, 3),
+                            warmup_reasons=basis.warmup_reasons, basis=basis, rarest_seen=rarest_seen, vector=v)
 
     def _seq_raw(self, seq: SequenceSurprise) -> float:
         return min(seq.max_nll / self.sequence_scale, 2.0)
@@ -326,6 +364,22 @@ def session_alert(session: Session, result: SessionScore, *, model_version: str,
             terms.append({"term": f"rare template: {text(t)}", "weight": round(-math.log10(share), 3)})
     rarest = result.rare_templates[0][0] if result.rare_templates else None
     kind, ident = session.entity
+    basis = result.basis
+    explanation: dict[str, Any] = {
+        "components": {k: round(float(v), 4) for k, v in result.components.items()},
+        "neighbours": list(result.neighbours),
+        "top_terms": terms,
+        "template": text(rarest) if rarest else None,
+        "template_id": rarest,
+    }
+    freq = template_frequency(basis)
+    if freq is not None and rarest is not None:
+        explanation["template_frequency"] = freq
+    explanation["transitions"] = [
+        {"from": text(a) if a != START else "START", "to": text(b) if b != END else "END",
+         "from_id": a if a != START else None, "to_id": b if b != END else None,
+         "probability": float(f"{p:.4g}"), "surprise": round(-math.log10(max(p, 1e-12)), 3)}
+        for a, b, p in result.transitions]
     return {
         "schema_version": "1",
         "alert_id": alert_id("session_anomaly", session.session_id, model_version),
@@ -336,17 +390,14 @@ def session_alert(session: Session, result: SessionScore, *, model_version: str,
         "count": 1,
         "score": round(float(result.score), 2),
         "severity": alert_severity(result.score),
-        "confidence": round(min(1.0, len(result.neighbours) / 3.0), 3),
+        "confidence": (round(float(result.confidence), 3) if basis is not None
+                       else round(min(1.0, len(result.neighbours) / 3.0), 3)),
         "warmup": bool(result.warmup),
+        "warmup_reasons": list(result.warmup_reasons) if basis is not None else (["stream"] if result.warmup else []),
+        **({"confidence_basis": basis.to_alert()} if basis is not None else {}),
         "title": f"Unusual session {session.session_id} ({session.events} events, score {result.score:.0f})",
         "entity": {"type": kind, "id": ident},
         "evidence": {"event_ids": list(session.event_ids[:20]), "session_id": session.session_id},
-        "explanation": {
-            "components": {k: round(float(v), 4) for k, v in result.components.items()},
-            "neighbours": list(result.neighbours),
-            "top_terms": terms,
-            "template": text(rarest) if rarest else None,
-            "template_id": rarest,
-        },
+        "explanation": explanation,
         "model_version": model_version,
     }

@@ -8,10 +8,15 @@ by its basename (``C:\\Windows\\System32\\cmd.exe`` → ``cmd.exe``), see
 
 Two modes:
 
-* **untrained** (no artifact): seeded random tables with ``vocab_cap`` rows for
-  known values plus ``n_hash_buckets`` rows for everything else. A value gets its
-  own row only in :meth:`CategoricalEncoder.update` (prequential: the event that
-  introduces a value is scored with the hashed bucket) while the vocabulary has room.
+* **untrained** (no artifact): every value's vector is a seeded random draw keyed by
+  the encoder seed, the field and the value itself, so a value encodes the same from
+  its first sighting on (an earlier version gave a new value a shared hashed bucket
+  first and its own row from the next batch: the first copy of an event and every
+  later copy then differed by a third of the vector, so the copies of one anomaly
+  looked like two anomalies, and analyst feedback on a first sighting missed its
+  copies). :meth:`CategoricalEncoder.update` records values in a vocabulary (up to
+  ``vocab_cap``) and writes their vectors into the table rows, for snapshots and
+  tools; values beyond the cap still get their own vector.
 * **trained** (``artifact=``, written by ``secstream train categorical``, see
   :mod:`encoders.training`): the tables and vocabularies are loaded as trained and
   stay frozen. Row 0 of every table is the field's *learned unknown* row: any value
@@ -221,7 +226,7 @@ class CategoricalEncoder(ComponentEncoder):
     """
 
     name = "categorical"
-    version = "v2"
+    version = "v3"
 
     def __init__(
         self,
@@ -272,6 +277,7 @@ class CategoricalEncoder(ComponentEncoder):
             for f in self.fields
         })
         self.vocab = {f: {} for f in self.fields}
+        self._seeded: dict[tuple[str, str], np.ndarray] = {}
 
     @classmethod
     def from_artifact(cls, path: str | Path | CategoricalArtifact) -> CategoricalEncoder:
@@ -302,13 +308,36 @@ class CategoricalEncoder(ComponentEncoder):
             return UNKNOWN_ROW
         return self.vocab_cap + stable_hash(f"{field_name}\x1f{key}") % self.n_hash_buckets
 
+    def value_vector(self, field_name: str, key: str) -> np.ndarray:
+        """Untrained mode: the vector of a normalized value (a draw seeded by seed, field and value)."""
+        vec = self._seeded.get((field_name, key))
+        if vec is None:
+            rng = np.random.default_rng(stable_hash(f"{self.seed}\x1f{field_name}\x1f{key}"))
+            vec = rng.standard_normal(self.field_dim)
+            if len(self._seeded) >= 200_000:
+                self._seeded.clear()
+            self._seeded[(field_name, key)] = vec
+        return vec
+
+    def _key(self, field_name: str, raw: Any) -> str | None:
+        value = str_value(raw)
+        return None if value is None else normalize_value(field_name, value)
+
     def encode(self, events: Events) -> ComponentBatch:
-        """Look up each field's row and concatenate; see the class docstring."""
+        """Each field's vector, concatenated; see the class docstring."""
         n = len(events)
         if n == 0:
             return empty_batch(self.dim)
         out = np.zeros((n, self.dim), dtype=np.float64)
         present = np.zeros(n, dtype=bool)
+        if self.artifact is None:
+            for j, f in enumerate(self.fields):
+                keys = column_map(column(events, f), lambda raw, f=f: self._key(f, raw))
+                for i, key in enumerate(keys):
+                    if key is not None:
+                        out[i, j * self.field_dim : (j + 1) * self.field_dim] = self.value_vector(f, key)
+                        present[i] = True
+            return finish_rows(out, present)
         for j, f in enumerate(self.fields):
             rows = np.array(column_map(column(events, f), lambda raw, f=f: self._row(f, raw)), dtype=np.int64)
             has = rows >= 0
@@ -331,10 +360,11 @@ class CategoricalEncoder(ComponentEncoder):
             for raw in distinct_values(values) or values:
                 if len(vocab) >= self.vocab_cap:
                     break
-                value = str_value(raw)
-                key = None if value is None else normalize_value(f, value)
-                if key is not None:
-                    vocab.setdefault(key, len(vocab))
+                key = self._key(f, raw)
+                if key is not None and key not in vocab:
+                    row = vocab[key] = len(vocab)
+                    with torch.no_grad():
+                        self.tables[f].weight[row] = torch.from_numpy(self.value_vector(f, key)).float()
 
     def _row(self, field_name: str, raw: Any) -> int:
         """Row of a raw field value for :meth:`encode`; -1 when it names nothing."""

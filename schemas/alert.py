@@ -19,8 +19,9 @@ from schemas.errors import SecstreamError
 from schemas.models import _RFC3339, AlertKind, AlertSeverity, EntityType, Outcome, SecurityEvent
 
 __all__ = [
-    "Alert", "AlertEntity", "AlertEventSummary", "AlertEvidence", "AlertExplanation", "AlertNeighbour",
-    "AlertTopTerm", "load_schema", "validate_alert",
+    "Alert", "AlertConfidenceBasis", "AlertEntity", "AlertEventSummary", "AlertEvidence", "AlertExplanation",
+    "AlertNeighbour", "AlertTemplateFrequency", "AlertTopTerm", "AlertTransition", "WarmupReason", "load_schema",
+    "validate_alert",
 ]
 
 
@@ -70,14 +71,65 @@ class AlertTopTerm(_Strict):
     weight: Number
 
 
+Count = Annotated[int, Field(ge=0)]
+Unit = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+#: a warm-up that applies to a score (see ``warmup_reasons`` in alert.v1.json)
+WarmupReason = Literal["stream", "template", "entity"]
+
+
+class AlertTemplateFrequency(_Strict):
+    """How often the template was seen before: ``count`` sightings, their ``share`` of all."""
+
+    count: Count
+    share: Unit
+
+
+class AlertTransition(_Strict):
+    """An unusual template transition of a session (``from`` is a Python keyword: the field is ``from_``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    to: str
+    from_id: str | None = None
+    to_id: str | None = None
+    probability: Unit
+    surprise: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class AlertConfidenceBasis(_Strict):
+    """What the confidence rests on (absent facts do not apply to the alert's kind)."""
+
+    history: Count | None = None
+    neighbours: Count | None = None
+    support: Count | None = None
+    density: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    template_seen: Count | None = None
+    entity_seen: Count | None = None
+    factors: dict[str, Unit] | None = None
+
+
+class AlertConfirmedLike(_Strict):
+    """The analyst-confirmed alert (true_positive verdict) whose evidence this one resembles."""
+
+    alert_id: str
+    verdict: Literal["true_positive"]
+    similarity: Number
+    note: str | None = None
+
+
 class AlertExplanation(_Strict):
-    """Why the alert fired: per-component contributions, neighbours, terms, template."""
+    """Why the alert fired: per-component contributions, neighbours, terms, template (and its
+    frequency), a session's unusual transitions."""
 
     components: dict[str, Number]
     neighbours: list[AlertNeighbour]
     top_terms: list[AlertTopTerm]
     template: str | None
     template_id: str | None
+    template_frequency: AlertTemplateFrequency | None = None
+    transitions: list[AlertTransition] | None = None
+    confirmed_like: AlertConfirmedLike | None = None
 
 
 class AlertEventSummary(_Strict):
@@ -120,6 +172,8 @@ class Alert(_Strict):
     severity: AlertSeverity
     confidence: Annotated[float, Field(ge=0, le=1)] | None = None
     warmup: bool | None = None
+    warmup_reasons: list[WarmupReason] | None = None
+    confidence_basis: AlertConfidenceBasis | None = None
     title: str
     entity: AlertEntity
     evidence: AlertEvidence
@@ -128,14 +182,23 @@ class Alert(_Strict):
     model_version: str
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict as published; absent optional fields (event, confidence, warmup, update,
-        rate_limited, threshold) are omitted."""
-        out = self.model_dump(mode="json")
-        for key in ("event", "confidence", "warmup", "update", "rate_limited", "threshold"):
+        """JSON-ready dict as published; absent optional fields (event, confidence, warmup, warmup_reasons,
+        confidence_basis, update, rate_limited, threshold, the explanation's template_frequency, transitions
+        and confirmed_like) are omitted."""
+        out = self.model_dump(mode="json", by_alias=True)
+        for key in ("event", "confidence", "warmup", "warmup_reasons", "confidence_basis", "update", "rate_limited",
+                    "threshold"):
             if out.get(key) is None:
                 out.pop(key, None)
-        if out.get("event"):
-            out["event"] = {k: v for k, v in out["event"].items() if v is not None}
+        for key in ("template_frequency", "transitions", "confirmed_like"):
+            if out["explanation"].get(key) is None:
+                out["explanation"].pop(key, None)
+        if out["explanation"].get("confirmed_like"):
+            out["explanation"]["confirmed_like"] = {k: v for k, v in out["explanation"]["confirmed_like"].items()
+                                                    if v is not None}
+        for key in ("event", "confidence_basis"):
+            if out.get(key):
+                out[key] = {k: v for k, v in out[key].items() if v is not None}
         return out
 
 

@@ -14,6 +14,14 @@ dedup records into the Faust table ``alert-groups`` (changelog), meta last and
 alone (Tansu's "latest offset" answer, see :mod:`streams.session_agent`). Publish
 before persist: a crash in between re-delivers the batch, which republishes the
 same documents under the same ids; the other order could lose an update.
+
+Analyst feedback (:mod:`detection.feedback`): a raised alert travels with its evidence
+vector; one within ``suppress_at`` of a false-positive verdict of the same kind is
+suppressed before dedup (``secstream_alerts_suppressed_total{reason="feedback"}``).
+Every published document is also stored in the Qdrant ``alerts`` collection (point id
+``point_id(alert_id)``, payload the v1 document, dense vector the evidence in the event
+space: the event's vector, or the event part of a session's), which is what
+``secstream feedback`` verdicts and ``secstream hunt --like ALERT_ID`` resolve.
 """
 
 from __future__ import annotations
@@ -26,16 +34,26 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
+import numpy as np
 
 from detection.dedup import AlertDeduper, DedupOutcome
+from detection.feedback import (
+    Carried,
+    FeedbackMemory,
+    attach_vector,
+    screen,
+    take_vector,
+)
 from detection.ocsf import to_ocsf
 from streams import metrics
+from streams.store import CollectionSpec, StorePoint, VectorStore, point_id
 from streams.table_agent import TableAgent
 from streams.wire import dumps
 
 log = logging.getLogger(__name__)
 
 TABLE = "alert-groups"
+ALERTS = "alerts"
 
 
 def alert_partition_key(alert: dict[str, Any]) -> bytes:
@@ -44,23 +62,47 @@ def alert_partition_key(alert: dict[str, Any]) -> bytes:
     return f"{ent.get('type', 'unknown')}:{ent.get('id', '')}".encode()
 
 
+def event_space(carried: Carried | None, dim: int) -> np.ndarray | None:
+    """An evidence vector in the event space (``dim``): as is, or the event part (the first ``dim``
+    components, re-normalized) of a session vector."""
+    if carried is None:
+        return None
+    space, vec = carried
+    if space == "session" and vec.shape[0] > dim:
+        part = vec[:dim]
+        norm = float(np.linalg.norm(part))
+        return part / norm if norm > 0 else None
+    return vec if vec.shape[0] == dim else None
+
+
 class AlertAgent(TableAgent):
     """Dedup + rate limit between the agents that raise alerts and the alerts topic; see the module docstring."""
 
     def __init__(self, app: faust.App, make_deduper: Callable[[], AlertDeduper], executor: ThreadPoolExecutor, *,
                  app_id: str, partitions: int, batch_size: int, within_s: float, alerts_topic: Any,
-                 alert_format: str = "v1", ready: Callable[[], Awaitable[None]] | None = None) -> None:
+                 alert_format: str = "v1", ready: Callable[[], Awaitable[None]] | None = None,
+                 store: VectorStore | None = None, dim: int = 0, feedback: FeedbackMemory | None = None) -> None:
         super().__init__(app, executor, name="alerts", steps="alert-steps", table=TABLE, app_id=app_id,
                          partitions=partitions, batch_size=batch_size, within_s=within_s, ready=ready)
         self.make_deduper = make_deduper
         self.dedupers: dict[int, AlertDeduper] = {}
         self.alerts_topic = alerts_topic
         self.render: Callable[[dict[str, Any]], dict[str, Any]] = to_ocsf if alert_format == "ocsf" else dict
+        self.store, self.dim, self.feedback = store, dim, feedback
+        if store is not None and dim > 0:
+            store.ensure(CollectionSpec(name=ALERTS, dense_dim=dim, sparse_name=None))
 
-    async def send_alert(self, alert: dict[str, Any]) -> Any:
-        """Hand one raised alert to dedup; returns the send future to await with the batch's other sends."""
+    async def send_alert(self, alert: dict[str, Any], vector: np.ndarray | None = None, space: str = "event") -> Any:
+        """Hand one raised alert (and its evidence vector) to dedup; returns the send future to await with
+        the batch's other sends."""
         metrics.ALERTS_RAISED.labels(str(alert.get("kind", "unknown"))).inc()
-        return await self.steps_topic.send(key=alert_partition_key(alert), value=dumps(alert))
+        value = dumps(attach_vector(dict(alert), space, vector) if vector is not None else alert)
+        return await self.steps_topic.send(key=alert_partition_key(alert), value=value)
+
+    async def send_alerts(self, alerts: list[dict[str, Any]], vectors: list[Any], space: str = "event") -> list[Any]:
+        """:meth:`send_alert` for each alert with its vector (``vectors`` aligned, None where there is none)."""
+        vecs = list(vectors) + [None] * (len(alerts) - len(vectors))
+        return [await self.send_alert(alert, vec, space) for alert, vec in zip(alerts, vecs)]
 
     def deduper(self, partition: int) -> AlertDeduper:
         d = self.dedupers.get(partition)
@@ -69,18 +111,23 @@ class AlertAgent(TableAgent):
         return d
 
     async def _batch(self, partition: int, values: list[bytes]) -> None:
-        alerts = []
+        raised: list[tuple[dict[str, Any], Carried | None]] = []
         for raw in values:
             try:
-                alerts.append(json.loads(raw))
+                alert = json.loads(raw)
             except ValueError as exc:  # our own output: should not happen
                 log.warning("skipping unreadable alert step: %s", exc)
+                continue
+            raised.append((alert, take_vector(alert)))
+        alerts, vectors = await self.run(self._screen, raised)
         deduper = self.deduper(partition)
         outcome = deduper.process(alerts)
         sends = [await self.alerts_topic.send(key=str(doc["alert_id"]).encode(), value=dumps(self.render(doc)))
                  for doc in outcome.published]
         if sends:
             await asyncio.gather(*sends)  # published before the groups are persisted (module docstring)
+        if self.store is not None and outcome.published:
+            await self.run(self._store_alerts, outcome.published, vectors)
         records = deduper.take_records()
         prefix = f"{partition}|".encode()
         writes = [await self._write(partition, prefix + k.encode("utf-8"), v) for k, v in records[:-1]]
@@ -90,6 +137,48 @@ class AlertAgent(TableAgent):
         meta_key, meta = records[-1]
         await asyncio.gather(await self._write(partition, prefix + meta_key.encode("utf-8"), meta))
         self._count(outcome)
+
+    def _screen(self, raised: list[tuple[dict[str, Any], Carried | None]]
+                ) -> tuple[list[dict[str, Any]], dict[str, Carried]]:
+        """Drop alerts a false-positive verdict suppresses (on the pipeline thread, where verdicts are
+        applied); the evidence vectors of the rest by alert id."""
+        kept, vectors, suppressed = screen(self.feedback, raised)
+        for alert, match in suppressed:
+            metrics.ALERTS_SUPPRESSED.labels(str(alert.get("kind", "unknown")), "feedback").inc()
+            log.info("alert %s (%s) suppressed: %.3f similar to false positive %s", alert.get("alert_id"),
+                     alert.get("kind"), match.similarity, match.alert_id)
+        return kept, vectors
+
+    def _store_alerts(self, docs: list[dict[str, Any]], vectors: dict[str, Carried]) -> None:
+        """Upsert published documents into the ``alerts`` collection (see the module docstring)."""
+        assert self.store is not None
+        ids = [str(d["alert_id"]) for d in docs]
+        missing = [point_id(i) for i in ids if i not in vectors]  # updates: keep the vector stored first
+        stored = {p.id: p.dense for p in self.store.retrieve_points(ALERTS, missing)} if missing else {}
+        points = []
+        for doc, ident in zip(docs, ids):
+            vec = event_space(vectors.get(ident), self.dim)
+            if vec is None:
+                vec = stored.get(point_id(ident))
+            if vec is None:
+                vec = self._evidence_vector(doc)
+            if vec is None:
+                metrics.ALERTS_UNSTORED.inc()
+                continue
+            points.append(StorePoint(id=point_id(ident), dense=vec, payload=doc))
+        if points:
+            self.store.upsert(ALERTS, points)
+
+    def _evidence_vector(self, doc: dict[str, Any]) -> np.ndarray | None:
+        """The stored vector of the alert's first evidence event (alerts raised without a vector)."""
+        from streams.pipeline import EVENTS
+
+        assert self.store is not None
+        ids = [str(e) for e in (doc.get("evidence") or {}).get("event_ids") or []][:1]
+        if not ids or self.store.attach(EVENTS) is None:
+            return None
+        found = self.store.retrieve_points(EVENTS, [point_id(ids[0])])
+        return found[0].dense if found and found[0].dense.shape[0] == self.dim else None
 
     def _count(self, outcome: DedupOutcome) -> None:
         for doc in outcome.published:

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import faust
 
+from detection.feedback import FeedbackMemory
 from detection.sessions import iso_time
 from streams import metrics
 from streams.alert_agent import AlertAgent
@@ -29,11 +30,12 @@ from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
 from streams.pipeline import EVENTS as EVENTS_COLLECTION
 from streams.pipeline import BatchOutcome, Pipeline
+from streams.feedback_agent import FeedbackAgent
 from streams.session_agent import SessionAgent, encode_steps
 from streams.session_stage import SessionStage
 from streams.runtime import build_deduper, stage_thresholds
 from streams.settings import Settings
-from streams.state import save_session_state, save_state, save_thresholds
+from streams.state import save_feedback, save_session_state, save_state, save_thresholds
 from streams.wire import dumps
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,9 @@ def format_alert_line(alert: dict[str, Any]) -> str:
         alert = {"time": iso_time(alert["time"] / 1000) if alert.get("time") else "", "severity": str(alert.get("severity", "")).lower(),
                  "score": alert.get("risk_score", 0), "entity": extra.get("entity", {}),
                  "explanation": extra.get("explanation", {}), "title": info.get("title", ""),
-                 "count": alert.get("count", 1), "update": alert.get("activity_id") == 2}
+                 "count": alert.get("count", 1), "update": alert.get("activity_id") == 2,
+                 "warmup_reasons": extra.get("warmup_reasons"),
+                 "confidence": alert["confidence_score"] / 100 if alert.get("confidence_score") is not None else None}
     ent = alert.get("entity", {})
     explanation = alert.get("explanation", {})
     comps = explanation.get("components", {})
@@ -67,7 +71,20 @@ def format_alert_line(alert: dict[str, Any]) -> str:
     count = int(alert.get("count") or 1)
     times = f"  x{count}{' (update)' if alert.get('update') else ''}" if count > 1 or alert.get("update") else ""
     return (f"{alert.get('time', '')[:19]}  {alert.get('severity', ''):<8} {alert.get('score', 0):6.1f}  "
-            f"{ent.get('type', '')}={ent.get('id', '')}  [{top}]  {alert.get('title', '')}{times}")
+            f"{ent.get('type', '')}={ent.get('id', '')}  [{top}]  {alert.get('title', '')}{times}"
+            f"{_trust_suffix(alert)}")
+
+
+def _trust_suffix(alert: dict[str, Any]) -> str:
+    """``  (warm-up: template, entity)`` when a warm-up applies, else ``  (low confidence 31%)`` below 50 %
+    (a percentage rounded as OCSF's ``confidence_score``, so both formats print the same line)."""
+    reasons = alert.get("warmup_reasons")
+    if reasons:
+        return f"  (warm-up: {', '.join(reasons)})"
+    confidence = alert.get("confidence")
+    if confidence is not None and float(confidence) < 0.5:
+        return f"  (low confidence {round(float(confidence) * 100)}%)"
+    return ""
 
 
 class Worker:
@@ -104,11 +121,19 @@ class Worker:
         self.events_topic = self.app.topic(s.topic_events, partitions=s.topic_partitions)
         self.dlq_topic = self.app.topic(s.topic_dlq, partitions=1)
         self.alerts_topic = self.app.topic(s.topic_alerts, partitions=1)
+        self.feedback_topic = self.app.topic(s.topic_feedback, partitions=1)
+        if pipeline.feedback is None:
+            pipeline.feedback = FeedbackMemory(suppress_at=s.feedback_suppress_at, confirm_at=s.feedback_confirm_at)
         # every raised alert goes through dedup (streams/alert_agent.py) before the alerts topic
         self.alerts = AlertAgent(self.app, lambda: build_deduper(s), self.executor, app_id=s.app_id,
                                  partitions=s.topic_partitions, batch_size=s.batch_size,
                                  within_s=max(s.batch_within_s, 0.2), alerts_topic=self.alerts_topic,
-                                 alert_format=s.alert_format, ready=self.ensure_topics)
+                                 alert_format=s.alert_format, ready=self.ensure_topics, store=pipeline.store,
+                                 dim=pipeline.encoder.dim, feedback=pipeline.feedback)
+        # analyst verdicts: read by every worker (streams/feedback_agent.py)
+        self.feedback = FeedbackAgent(self.app, self.executor, bootstrap=bootstrap, topic=s.topic_feedback,
+                                      memory=pipeline.feedback, pipeline=pipeline, sessions=sessions,
+                                      store=pipeline.store, retry_s=s.feedback_retry_s, ready=self.ensure_topics)
         self.sessions: SessionAgent | None = None
         if sessions is not None:
             self.sessions = SessionAgent(
@@ -122,7 +147,7 @@ class Worker:
                 self.app, entities, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), alerts=self.alerts,
                 ready=self.ensure_topics)
-        self._outputs = [self.dlq_topic, self.alerts_topic]
+        self._outputs = [self.dlq_topic, self.alerts_topic, self.feedback_topic]
         if self.sessions is not None:
             self._outputs.append(self.sessions.sessions_topic)
         self._topics_lock = asyncio.Lock()
@@ -198,8 +223,7 @@ class Worker:
             msg = events[r.index].message
             record = r.dlq_record(source=f"{msg.topic}/{msg.partition}/{msg.offset}")
             sends.append(await self.dlq_topic.send(key=None, value=dumps(record)))
-        for alert in outcome.alerts:
-            sends.append(await self.alerts.send_alert(alert))
+        sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors))
         if sends:  # wait for the broker's acks before the batch's offsets can be committed
             await asyncio.gather(*sends)
 
@@ -227,6 +251,8 @@ class Worker:
         save_state(self.pipeline, self.state_dir)
         if self.stage is not None:
             save_session_state(self.stage.scorer, self.state_dir, self.pipeline.model_version)
+        if self.pipeline.feedback is not None:
+            save_feedback(self.pipeline.feedback, self.state_dir, self.pipeline.model_version)
         save_thresholds(self.state_dir, self.pipeline.model_version, self.thresholds)
         if self.pipeline.store is not None:
             self.pipeline.store.flush()

@@ -29,7 +29,7 @@ BENCHES = {"encode": "bench.encode", "eval-hdfs": "bench.eval_hdfs", "sample": "
            "store": "bench.store_compare", "quantization": "bench.quantization",
            "sessions-memory": "bench.session_memory", "sessions-store": "bench.session_store",
            "entity-update": "bench.entity_update",
-           "entity-drift": "bench.entity_scenario"}
+           "entity-drift": "bench.entity_scenario", "alerts": "bench.alert_volume"}
 TRAINABLE = ("categorical", "sessions")
 log = logging.getLogger("secstream")
 
@@ -70,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.app import Worker
     from streams.broker import EmbeddedBroker
     from streams.metrics import serve
+    from detection.feedback import FeedbackMemory
     from streams.runtime import (
         build_entity_stage,
         build_pipeline,
@@ -78,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settle_heap,
         stage_thresholds,
     )
-    from streams.state import load_session_state, load_state, load_thresholds
+    from streams.state import load_feedback, load_session_state, load_state, load_thresholds
 
     settings = _settings(metrics_port=args.metrics_port)
     _setup_logging(settings.log_level)
@@ -109,6 +110,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = build_store(settings)
         pipeline = build_pipeline(settings, store)
         load_state(pipeline, settings.data_dir / "state")
+        pipeline.feedback = FeedbackMemory(suppress_at=settings.feedback_suppress_at,
+                                           confirm_at=settings.feedback_confirm_at)
+        load_feedback(pipeline.feedback, settings.data_dir / "state", pipeline.model_version)
         stage = build_session_stage(settings, pipeline, store)
         load_session_state(stage.scorer, settings.data_dir / "state", pipeline.model_version)
         entities = build_entity_stage(settings, pipeline, store)
@@ -177,6 +181,30 @@ def cmd_alerts(args: argparse.Namespace) -> int:
                      follow=args.follow, as_json=args.json, limit=args.limit)
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    import uuid
+    from datetime import datetime, timezone
+
+    from detection.feedback import VERDICTS, parse_feedback
+    from streams.tools import publish_feedback
+
+    verdict = {"fp": "false_positive", "tp": "true_positive"}.get(args.verdict, args.verdict)
+    if verdict not in VERDICTS:
+        raise CliError(f"--verdict {args.verdict!r}; valid: {', '.join(VERDICTS)} (or fp, tp)")
+    try:
+        uuid.UUID(args.alert_id)
+    except ValueError as exc:
+        raise CliError(f"ALERT_ID {args.alert_id!r} is not an alert id (a UUID, as in an alert's alert_id)") from exc
+    settings = _settings()
+    doc = parse_feedback({"alert_id": args.alert_id, "verdict": verdict, "note": args.note or "",
+                          "analyst": args.analyst or os.environ.get("USER", ""),
+                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")})
+    topic = args.topic or settings.topic_feedback
+    publish_feedback(_bootstrap(settings, args.bootstrap), topic, doc.to_dict())
+    print(f"{verdict} on alert {args.alert_id} published to {topic}", file=sys.stderr)
     return 0
 
 
@@ -289,6 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--topic", default=None)
     al.add_argument("--limit", type=int, default=None)
     al.set_defaults(func=cmd_alerts)
+
+    fb = sub.add_parser("feedback", help="publish an analyst verdict on an alert (false_positive, true_positive)")
+    fb.add_argument("alert_id", metavar="ALERT_ID")
+    fb.add_argument("--verdict", required=True, help="false_positive (fp) or true_positive (tp)")
+    fb.add_argument("--note", default=None, help="why (kept with the verdict, shown in alerts it affects)")
+    fb.add_argument("--analyst", default=None, help="who (default: $USER)")
+    fb.add_argument("--bootstrap", default=None)
+    fb.add_argument("--topic", default=None)
+    fb.set_defaults(func=cmd_feedback)
 
     rp = sub.add_parser("replay", help="score a file offline, prequentially, as the worker would")
     rp.add_argument("input")

@@ -68,8 +68,7 @@ class EntityAgent(TableAgent):
             await asyncio.gather(*futures)
         meta_key, meta = records[-1]  # last, alone
         sends = [await self._write(partition, prefix + meta_key.encode("utf-8"), meta, keep=_KEPT)]
-        for alert in outcome.alerts:
-            sends.append(await self.alerts.send_alert(alert))
+        sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors))
         await asyncio.gather(*sends)  # acked before the batch's offsets can be committed
         metrics.ENTITY_VERSIONS.inc(outcome.commits)
         metrics.ENTITY_WINDOWS.inc(outcome.windows)

@@ -139,6 +139,8 @@ class EntityOutcome:
     #: event id → (joined score, entity score that gave it, that entity; None: no own embedding joined)
     scores: dict[str, tuple[float, float, EntityKey | None]] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: evidence vector of each alert (the event's hybrid row; None for a drift alert)
+    alert_vectors: list[np.ndarray | None] = field(default_factory=list)
     drift_alerts: int = 0
     event_alerts: int = 0
     commits: int = 0  # entity versions committed
@@ -241,6 +243,7 @@ class EntityStage:
             if self._may_alert(tr, steps[i], int(res.version[i]), joined, threshold):
                 out.alerts.append({**self._event_alert(tr, steps[i], vectors[i], joined, res, i),
                                    "threshold": round(threshold, 2)})
+                out.alert_vectors.append(vectors[i])
                 out.event_alerts += 1
         self.alert_threshold.observe([joined for joined, _, _ in out.scores.values()])
         self._flush_points()
@@ -282,6 +285,7 @@ class EntityStage:
             for finding in report.findings:  # a drift alerts at its own threshold (SECSTREAM_ENTITY_DRIFT_ALERT_AT)
                 out.alerts.append({**entity_drift_alert(finding, model_version=self.model_version),
                                    "threshold": round(self.trackers[partition].drift.alert_at, 2)})
+                out.alert_vectors.append(None)
                 out.drift_alerts += 1
         if self.store is not None:
             from streams.entity_points import entity_points

@@ -29,6 +29,18 @@ ALERTS_FOLDED = Counter("secstream_alerts_folded_total",
                         "Raised alerts folded into an open alert instead of published as new, by why "
                         "(dedup: same kind, entity and template; rate_limit: the entity's overflow alert; "
                         "redelivered: already counted).", ["reason"], registry=REGISTRY)
+ALERTS_SUPPRESSED = Counter("secstream_alerts_suppressed_total",
+                            "Raised alerts not published because an analyst verdict covers them, by kind and "
+                            "reason (feedback: like a false positive).", ["kind", "reason"], registry=REGISTRY)
+ALERTS_UNSTORED = Counter("secstream_alerts_unstored_total",
+                          "Published alerts left out of the store's alerts collection: no evidence vector found.",
+                          registry=REGISTRY)
+FEEDBACK = Counter("secstream_feedback_total",
+                   "Analyst verdicts read from the feedback topic, by verdict and result (applied; known: "
+                   "applied before; not_found: the alert is not in this worker's store; recorded: kept, but "
+                   "the alert kind has no evidence vector; invalid).", ["verdict", "result"], registry=REGISTRY)
+FEEDBACK_VERDICTS = Gauge("secstream_feedback_verdicts", "Analyst verdicts held by this worker, by verdict.",
+                          ["verdict"], registry=REGISTRY)
 ALERT_GROUPS_OPEN = Gauge("secstream_alert_groups_open", "Open dedup groups held by this worker.",
                           registry=REGISTRY)
 BATCH_SIZE = Histogram("secstream_batch_events", "Events per processed batch.",
@@ -88,6 +100,10 @@ for _reason in ("not_utf8", "not_json", "not_object", "too_large", "missing_fiel
     DLQ.labels(_reason)
 for _reason in ("dedup", "rate_limit", "redelivered"):
     ALERTS_FOLDED.labels(_reason)
+for _verdict in ("false_positive", "true_positive"):
+    FEEDBACK_VERDICTS.labels(_verdict)
+    for _result in ("applied", "known", "not_found", "recorded"):
+        FEEDBACK.labels(_verdict, _result)
 for _reason in ("gap", "max_events", "max_duration", "flush"):
     SESSIONS_CLOSED.labels(_reason)
 

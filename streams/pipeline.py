@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from detection.alerts import event_alert, summary_line
+from detection.confidence import template_frequency
 from detection.detector import EventScore, NoveltyDetector
 from detection.explain import component_shares, top_terms
+from detection.feedback import FeedbackMemory, Match, confirmed_score, teach_normal
 from detection.threshold import AlertThreshold
 from encoders.hybrid import HybridEncoder
 from schemas.errors import InvalidEvent
@@ -97,6 +99,8 @@ class BatchOutcome:
 
     results: list[Accepted | Rejected] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: evidence vector of each alert (the event's hybrid row), for suppression by analyst feedback
+    alert_vectors: list[np.ndarray] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     #: dense hybrid rows of the accepted events (row ``Accepted.row``), float32 ``[n_accepted, D]``
     vectors: np.ndarray | None = None
@@ -124,6 +128,9 @@ class Pipeline:
         self.max_message_bytes = max_message_bytes
         self.neighbours_in_alert = neighbours_in_alert
         self.model_version = encoder.version
+        #: analyst verdicts (detection/feedback.py): confirmed patterns raise scores here; the alerts
+        #: stage suppresses alerts like false positives; set by the worker
+        self.feedback: FeedbackMemory | None = None
         if store is not None:
             store.ensure(CollectionSpec(name=EVENTS, dense_dim=encoder.dim))
 
@@ -159,6 +166,7 @@ class Pipeline:
                     res.row = len(rows) - 1
             out.results.extend(one.results)
             out.alerts.extend(one.alerts)
+            out.alert_vectors.extend(one.alert_vectors)
         out.vectors = np.array(rows, dtype=np.float32) if rows else None
         return out
 
@@ -178,22 +186,31 @@ class Pipeline:
         t1 = time.perf_counter()
         batch = self.encoder.encode(docs)
         t2 = time.perf_counter()
-        scores = self.detector.score(batch.dense, top=max(self.neighbours_in_alert, 1), events=docs)
+        entities = [f"{kind}:{ident}" for kind, ident in (e.entity() for e in events)]
+        scores = self.detector.score(batch.dense, top=max(self.neighbours_in_alert, 1), events=docs,
+                                     templates=batch.template_ids, entities=entities)
+        confirmed = self._confirmed(batch.dense, scores)
         t3 = time.perf_counter()
         threshold = self.threshold  # learned from earlier batches only (observed below, after learning)
         for j, (doc, ev, sc) in enumerate(zip(docs, events, scores)):
-            alert = (not sc.warmup) and sc.score >= threshold
+            alert = ((not sc.warmup) and sc.score >= threshold) or j in confirmed
             slots[positions[j]] = Accepted(positions[j], doc["event_id"], doc.get("session_id"), sc.score, alert,
                                            sc.warmup, event=doc, template_id=batch.template_ids[j],
                                            template=batch.templates[j], row=j)
             if alert:
-                out.alerts.append({**self._alert(j, doc, ev, sc, batch, docs), "threshold": round(threshold, 2)})
+                doc_alert = {**self._alert(j, doc, ev, sc, batch, docs), "threshold": round(threshold, 2)}
+                if j in confirmed:
+                    doc_alert["explanation"]["confirmed_like"] = confirmed[j].explain()
+                    doc_alert["title"] = f"Like confirmed alert {confirmed[j].alert_id[:8]}: {doc_alert['title']}"
+                out.alerts.append(doc_alert)
+                out.alert_vectors.append(batch.dense[j])
         t4 = time.perf_counter()
         if self.store is not None and docs:
             self.store.upsert(EVENTS, [self._point(j, doc, scores[j], batch) for j, doc in enumerate(docs)])
         t5 = time.perf_counter()
         ids = [d["event_id"] for d in docs]
         self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs)
+        self.detector.observe(batch.template_ids, entities)
         self.encoder.update(docs)
         self.alert_threshold.observe([sc.score for sc in scores if not sc.warmup])
         t6 = time.perf_counter()
@@ -203,11 +220,38 @@ class Pipeline:
                        "upsert": t5 - t4, "learn": t6 - t5}
         return out
 
+    def _confirmed(self, vectors: np.ndarray, scores: list[EventScore]) -> dict[int, Match]:
+        """Rows like a true-positive verdict: their score is raised to :func:`confirmed_score` (in place)."""
+        fb = self.feedback
+        if fb is None or not fb.has_confirmed("event") or vectors.shape[0] == 0:
+            return {}
+        out = {}
+        for j, m in enumerate(fb.confirming("event", vectors)):
+            if m is not None:
+                out[j] = m
+                scores[j].score = round(max(scores[j].score, confirmed_score(m.similarity, fb.confirm_at,
+                                                                             self.threshold)), 3)
+        return out
+
+    def encode_stored(self, payloads: Sequence[dict[str, Any]]) -> np.ndarray:
+        """Hybrid rows of stored events (``events`` payloads) as the encoder sees them now, without learning.
+        An event's first sighting encodes its new values differently from later copies of it."""
+        extra = ("template", "template_id", "score", "novelty", "warmup", "model_version")
+        docs = [{k: v for k, v in p.items() if k not in extra} for p in payloads]
+        return self.encoder.encode(docs).dense if docs else np.zeros((0, self.encoder.dim), dtype=np.float32)
+
+    def learn_normal(self, vectors: np.ndarray, ident: str, summary: str) -> None:
+        """Teach the baseline that ``vectors`` (rows: a false-positive verdict's evidence) are normal, with
+        enough support that an identical event is not novel."""
+        for row in np.asarray(vectors, dtype=np.float32).reshape(-1, self.encoder.dim):
+            teach_normal(self.detector.baseline, row, ident, summary)
+
     def _point(self, j: int, doc: dict[str, Any], sc: EventScore, batch: Any) -> StorePoint:
         indices, values = batch.sparse[j]
         payload = dict(doc)
         payload.update({"template": batch.templates[j], "template_id": batch.template_ids[j],
                         "score": sc.score, "novelty": round(sc.raw, 6), "warmup": sc.warmup,
+                        "warmup_reasons": list(sc.warmup_reasons), "confidence": sc.confidence,
                         "model_version": self.model_version})
         return StorePoint(id=point_id(doc["event_id"]), dense=batch.dense[j],
                           sparse=SparseTerms(list(indices), list(values)) if len(indices) else None,
@@ -238,4 +282,6 @@ class Pipeline:
         return event_alert(event=doc, entity=ev.entity(), score=sc.score, confidence=sc.confidence,
                            warmup=sc.warmup, components=shares, neighbours=neighbours, terms=terms,
                            template=batch.templates[j], template_id=batch.template_ids[j],
-                           model_version=self.model_version, rare=sc.rare)
+                           model_version=self.model_version, rare=sc.rare, warmup_reasons=sc.warmup_reasons,
+                           confidence_basis=sc.basis.to_alert() if sc.basis is not None else None,
+                           template_frequency=template_frequency(sc.basis))

@@ -139,8 +139,7 @@ class SessionAgent(TableAgent):
         for c in outcome.closed:
             sends.append(await self.sessions_topic.send(key=c.session.session_id.encode("utf-8"),
                                                         value=dumps(session_record(c))))
-        for alert in outcome.alerts:
-            sends.append(await self.alerts.send_alert(alert))
+        sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors, "session"))
         if sends:  # acked before the batch's offsets can be committed
             await asyncio.gather(*sends)
         # counted once durable: a metric that moved means the changelog has it

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from detection.feedback import teach_normal
 from detection.session_score import SessionScore, SessionScorer, session_alert
 from detection.sessions import Session, Sessionizer, _segment_of
 from detection.threshold import AlertThreshold
@@ -55,6 +56,8 @@ class SessionOutcome:
     session_ids: list[str | None] = field(default_factory=list)
     closed: list[ClosedSession] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: evidence vector of each alert (the session vector), for suppression by analyst feedback
+    alert_vectors: list[np.ndarray] = field(default_factory=list)
     rolling: int = 0  # open sessions scored early in this batch
     #: open sessions this batch changed (to persist), keys left without an open session,
     #: (key, reopen counter) of the keys that closed, keys whose counter was forgotten
@@ -169,6 +172,7 @@ class SessionStage:
             if alert:
                 out.alerts.append({**session_alert(sess, res, model_version=self.model_version,
                                                    texts=self.scorer.texts), "threshold": round(threshold, 2)})
+                out.alert_vectors.append(self._vector(sess, res))
             if self.store is not None:
                 points.append(self._point(sess, res, alert))
         if points and self.store is not None:
@@ -189,6 +193,14 @@ class SessionStage:
             alert["title"] = f"Unusual open session {sess.session_id} ({sess.events} events so far, " \
                              f"score {res.score:.0f})"
             out.alerts.append(alert)
+            out.alert_vectors.append(self._vector(sess, res))
+
+    def _vector(self, sess: Session, res: SessionScore) -> np.ndarray:
+        return res.vector if res.vector is not None else self.scorer.vector(sess)
+
+    def learn_normal(self, vector: np.ndarray, ident: str, summary: str) -> None:
+        """Teach the past-session baseline that ``vector`` (a false-positive verdict's session vector) is normal."""
+        teach_normal(self.scorer.baseline, vector, ident, summary)
 
     def _collection(self) -> str:
         from streams.session_points import SESSIONS, session_spec

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     dedup_max_open_s: float = Field(default=86_400.0, gt=0)  # a group older than this closes; the next alert reopens
     alert_rate_limit: int = Field(default=20, ge=1)  # groups an entity may open per dedup window
     alert_format: Literal["v1", "ocsf"] = "v1"  # what the worker publishes: alert v1 or OCSF Detection Finding
+    # Analyst feedback (secstream.feedback): cosine similarity to a false positive's evidence at which an
+    # alert of the same kind is suppressed, and to a true positive's at which an event is raised to an alert.
+    feedback_suppress_at: float = Field(default=0.97, gt=0, le=1)
+    feedback_confirm_at: float = Field(default=0.93, gt=0, le=1)
+    feedback_retry_s: float = Field(default=60.0, ge=0)  # retry a verdict whose alert is not stored yet
 
     # Worker.
     batch_size: int = Field(default=2000, ge=1)

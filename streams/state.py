@@ -98,6 +98,33 @@ def load_state(pipeline: Pipeline, directory: Path) -> bool:
     return True
 
 
+def save_feedback(memory: Any, directory: Path, model_version: str) -> None:
+    """Write the analyst verdicts held (:class:`detection.feedback.FeedbackMemory`) as JSON."""
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {"model_version": model_version, "feedback": memory.snapshot()}
+    _atomic_write(directory / "feedback.json", lambda p: p.write_text(json.dumps(doc), encoding="utf-8"))
+
+
+def load_feedback(memory: Any, directory: Path, model_version: str) -> bool:
+    """Restore what :func:`save_feedback` wrote; False when there is none or it is unusable (the worker
+    then re-applies every verdict from the feedback topic)."""
+    path = directory / "feedback.json"
+    if not path.exists():
+        return False
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("model_version") != model_version:
+            log.warning("ignoring feedback state in %s: model version %s, running %s", directory,
+                        doc.get("model_version"), model_version)
+            return False
+        memory.restore(doc["feedback"])
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("ignoring unreadable feedback state in %s: %s", path, exc)
+        return False
+    log.info("restored %d analyst verdicts", len(memory))
+    return True
+
+
 def save_session_state(scorer: Any, directory: Path, model_version: str) -> None:
     """Write the session scorer's learned state (past-session baseline, calibrators, models)."""
     snap = scorer.snapshot()

@@ -1,4 +1,4 @@
-"""Producer and consumer tools: `secstream produce` and `secstream alerts`."""
+"""Producer and consumer tools: `secstream produce`, `secstream alerts` and `secstream feedback`."""
 
 from __future__ import annotations
 
@@ -47,6 +47,21 @@ async def produce_values(bootstrap: str, topic: str, values: Iterable[bytes], *,
     finally:
         await producer.stop()
     return sent
+
+
+def publish_feedback(bootstrap: str, topic: str, verdict: dict[str, Any]) -> None:
+    """Publish one analyst verdict (keyed by its alert id) and wait for the broker's ack."""
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, value=json.dumps(verdict).encode("utf-8"),
+                                         key=str(verdict["alert_id"]).encode("utf-8"))
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
 
 
 def produce_file(bootstrap: str, topic: str, path: Path, fmt: str, *, rate: float | None = None,

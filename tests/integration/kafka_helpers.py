@@ -81,15 +81,17 @@ class WorkerProc:
         return out
 
     def wait_alerts_settled(self, timeout: float = 120.0) -> dict[str, float]:
-        """Wait until the alerts agent has handled every alert raised so far (new + folded == raised): alerts
-        reach the alerts topic one hop after the events that raised them. Returns the ``secstream_alert*`` sums."""
+        """Wait until the alerts agent has handled every alert raised so far (new + folded + suppressed ==
+        raised): alerts reach the alerts topic one hop after the events that raised them. Returns the
+        ``secstream_alert*`` sums."""
         deadline = time.monotonic() + timeout
         sums: dict[str, float] = {}
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}"
             sums = self.metric_sums("secstream_alert")
             raised = sums.get("secstream_alerts_raised_total", 0.0)
-            handled = sums.get("secstream_alerts_total", 0.0) + sums.get("secstream_alerts_folded_total", 0.0)
+            handled = sums.get("secstream_alerts_total", 0.0) + sums.get("secstream_alerts_folded_total", 0.0) \
+                + sums.get("secstream_alerts_suppressed_total", 0.0)
             if sums and handled >= raised:
                 return sums
             time.sleep(0.5)

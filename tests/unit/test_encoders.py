@@ -231,17 +231,20 @@ def test_numerical_uses_stats_before_batch_and_flags_missing() -> None:
     assert not enc.encode([{"message": "no numbers"}]).present[0]
 
 
-def test_unknown_categorical_value_goes_to_hashed_bucket() -> None:
+def test_a_categorical_value_encodes_the_same_from_its_first_sighting() -> None:
+    """Untrained: a value's vector is seeded by (seed, field, value), so learning the value changes nothing;
+    the first copy of an event and its later copies are one point (issue 6: feedback, dedup)."""
     a, b = CategoricalEncoder(seed=3), CategoricalEncoder(seed=3)
-    row = a.bucket("event_type", "never_seen")
-    assert row == b.bucket("event_type", "Never_Seen")
-    assert a.vocab_cap <= row < a.vocab_cap + a.n_hash_buckets
-    event = {"event_type": "never_seen"}
+    event = {"event_type": "never_seen", "process": "C:\\Tools\\Mimikatz.EXE"}
     before = a.encode([event]).vectors
-    np.testing.assert_array_equal(before, b.encode([event]).vectors)
+    np.testing.assert_array_equal(before, b.encode([{"event_type": "Never_Seen", "process": "mimikatz.exe"}]).vectors)
     a.update([event])
-    assert a.bucket("event_type", "never_seen") == 0
-    assert not np.array_equal(before, a.encode([event]).vectors)
+    assert a.bucket("event_type", "never_seen") == 0  # in the vocabulary now
+    np.testing.assert_allclose(a.encode([event]).vectors, before, atol=1e-6)
+    other = CategoricalEncoder(seed=4).encode([event]).vectors
+    assert not np.allclose(other, before)  # the seed decides the draw
+    distinct = a.encode([{"event_type": "another_value"}]).vectors
+    assert abs(float(distinct[0] @ a.encode([{"event_type": "never_seen"}]).vectors[0])) < 0.99
 
 
 def test_categorical_vocab_cap() -> None:
@@ -249,6 +252,8 @@ def test_categorical_vocab_cap() -> None:
     enc.update([{"source": s} for s in ("a", "b", "c")])
     assert enc.vocab["source"] == {"a": 0, "b": 1}
     assert enc.bucket("source", "c") >= 2
+    vecs = enc.encode([{"source": s} for s in ("a", "b", "c")]).vectors  # past the cap: still its own vector
+    assert abs(float(vecs[2] @ vecs[0])) < 0.99 and abs(float(vecs[2] @ vecs[1])) < 0.99
 
 
 def test_network_ipv6_and_services() -> None:

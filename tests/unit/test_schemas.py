@@ -10,6 +10,7 @@ from typing import Any, get_args
 import jsonschema
 import pytest
 
+from detection.confidence import WARMUP_REASONS
 from schemas import (
     REASONS,
     Alert,
@@ -22,6 +23,7 @@ from schemas import (
     parse_event,
     validate_alert,
 )
+from schemas.alert import AlertExplanation, AlertTransition, WarmupReason
 
 EVENT_SCHEMA = load_schema("security_event.v1")
 ALERT_SCHEMA = load_schema("alert.v1.json")
@@ -125,9 +127,17 @@ def test_alert_model_and_schema_agree() -> None:
     assert set(ALERT_SCHEMA["properties"]) == set(Alert.model_fields)
     required = {n for n, f in Alert.model_fields.items() if f.is_required()} | {"schema_version"}
     assert set(ALERT_SCHEMA["required"]) == required
-    assert set(Alert.model_fields) - required == {"event", "confidence", "warmup", "update", "rate_limited",
-                                                                 "threshold"}
+    assert set(Alert.model_fields) - required == {"event", "confidence", "warmup", "warmup_reasons",
+                                                  "confidence_basis", "update", "rate_limited", "threshold"}
     props = ALERT_SCHEMA["properties"]
+    assert _enum(props["warmup_reasons"]["items"]) == set(get_args(WarmupReason)) == set(WARMUP_REASONS)
+    basis_model = get_args(Alert.model_fields["confidence_basis"].annotation)[0]
+    assert set(props["confidence_basis"]["properties"]) == set(basis_model.model_fields)
+    expl = props["explanation"]
+    assert set(expl["properties"]) == set(AlertExplanation.model_fields)
+    assert set(expl["required"]) == {n for n, f in AlertExplanation.model_fields.items() if f.is_required()}
+    transition = expl["properties"]["transitions"]["items"]
+    assert set(transition["properties"]) == {f.alias or n for n, f in AlertTransition.model_fields.items()}
     assert _enum(props["kind"]) == _literal(Alert, "kind")
     assert _enum(props["severity"]) == _literal(Alert, "severity")
     entity_model = Alert.model_fields["entity"].annotation
@@ -176,6 +186,47 @@ def test_valid_alert_accepted_by_both() -> None:
     with_threshold = {**VALID_ALERT, "threshold": 93.5}  # the threshold the score crossed (optional)
     assert _schema_ok(ALERT_SCHEMA, with_threshold)
     assert Alert.model_validate(with_threshold).to_dict()["threshold"] == 93.5
+
+
+FULL_ALERT: dict[str, Any] = {
+    **VALID_ALERT,
+    "warmup_reasons": ["template", "entity"],
+    "confidence_basis": {"history": 5000, "neighbours": 3, "support": 12, "density": 4.0, "template_seen": 0,
+                         "entity_seen": 3, "factors": {"stream": 1.0, "support": 1.0, "template": 0.5, "entity": 0.56}},
+    "explanation": {
+        **VALID_ALERT["explanation"],
+        "template_frequency": {"count": 0, "share": 0.0},
+        "transitions": [{"from": "START", "to": "Accepted password for <*>", "from_id": None, "to_id": "t-17",
+                         "probability": 0.002, "surprise": 2.699}],
+    },
+}
+
+
+def test_alert_with_confidence_and_explanation_fields_accepted_by_both() -> None:
+    assert _schema_ok(ALERT_SCHEMA, FULL_ALERT)
+    alert = Alert.model_validate(FULL_ALERT)
+    assert alert.to_dict() == FULL_ALERT  # the transition's "from" survives the round trip
+    validate_alert(alert.to_dict())
+    # the new fields are optional, also inside the explanation and the basis
+    assert "template_frequency" not in Alert.model_validate(VALID_ALERT).to_dict()["explanation"]
+    validate_alert({**FULL_ALERT, "confidence_basis": {"factors": {"entity": 0.6}}, "warmup_reasons": []})
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"warmup_reasons": ["weather"]}, {"warmup_reasons": ["template", "template"]},
+        {"confidence_basis": {"factors": {"stream": 1.5}}}, {"confidence_basis": {"support": -1}},
+        {"confidence_basis": {"why": 1}},
+        {"explanation": {**VALID_ALERT["explanation"], "template_frequency": {"count": 3, "share": 1.5}}},
+        {"explanation": {**VALID_ALERT["explanation"], "transitions": [{"from": "a", "to": "b"}]}},
+    ],
+)
+def test_invalid_confidence_fields_rejected_by_schema(patch: dict[str, Any]) -> None:
+    obj = {**FULL_ALERT, **patch}
+    assert not _schema_ok(ALERT_SCHEMA, obj)
+    with pytest.raises(SecstreamError):
+        validate_alert(obj)
 
 
 @pytest.mark.parametrize(
