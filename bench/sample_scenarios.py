@@ -55,7 +55,7 @@ def run(batch_size: int = 500) -> dict[str, Any]:
         out = pipeline.process(values[i : i + batch_size])
         results.extend(out.results)
         alerts += len(out.alerts)
-        acc = [r for r in out.results if isinstance(r, Accepted) and r.event is not None and out.vectors is not None]
+        acc = [r for r in out.results if isinstance(r, Accepted) and r.event is not None and r.row >= 0]
         if acc and out.vectors is not None:
             so = stage.observe([r.event for r in acc if r.event is not None], out.vectors[[r.row for r in acc]],
                                [r.template_id or "" for r in acc], [r.template or "" for r in acc],

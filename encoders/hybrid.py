@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,12 @@ class HybridBatch:
     templates: list[str]
     template_ids: list[str]
     sparse: list[SparseVector]
+
+    def rows(self, index: Sequence[int]) -> HybridBatch:
+        """The batch restricted to rows ``index`` (in that order)."""
+        idx = list(index)
+        return HybridBatch(self.dense[idx], self.present[idx], self.parts, [self.templates[i] for i in idx],
+                           [self.template_ids[i] for i in idx], [self.sparse[i] for i in idx])
 
     @property
     def row_present(self) -> np.ndarray:

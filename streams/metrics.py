@@ -15,6 +15,9 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 EVENTS = Counter("secstream_events_total", "Events consumed, by result (ok, invalid).", ["result"],
                  registry=REGISTRY)
+EVENTS_REPEATED = Counter("secstream_events_repeated_total",
+                          "Events whose id was learned before (a re-delivery or a re-sent event): scored, not "
+                          "learned, stored or alerted again.", registry=REGISTRY)
 DLQ = Counter("secstream_dlq_total", "Messages sent to the dead-letter topic, by reason.", ["reason"],
               registry=REGISTRY)
 ALERTS = Counter("secstream_alerts_total", "Alerts published as new (after dedup and rate limit), by kind and severity.", ["kind", "severity"],
@@ -128,6 +131,9 @@ def observe_outcome(outcome: "BatchOutcomeLike") -> None:
         EVENTS.labels("invalid").inc(len(rejected))
         for r in rejected:
             DLQ.labels(r.reason).inc()
+    repeated = sum(1 for r in outcome.results if getattr(r, "repeated", False))
+    if repeated:
+        EVENTS_REPEATED.inc(repeated)
     BATCH_SIZE.observe(len(outcome.results))
     for stage, seconds in outcome.timings.items():
         STAGE_SECONDS.labels(stage).observe(seconds)

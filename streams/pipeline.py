@@ -23,6 +23,7 @@ from detection.confidence import template_frequency
 from detection.detector import EventScore, NoveltyDetector
 from detection.explain import component_shares, top_terms
 from detection.feedback import FeedbackMemory, Match, confirmed_score, teach_normal
+from detection.recent import RecentIds
 from detection.threshold import AlertThreshold
 from encoders.hybrid import HybridEncoder
 from schemas.errors import InvalidEvent
@@ -65,6 +66,9 @@ class Accepted:
     template_id: str | None = None
     template: str | None = None
     row: int = -1
+    #: an event id learned before (a re-delivery or a re-sent event): scored, not learned, stored or alerted
+    #: again, and no row (sessions and entities have it already)
+    repeated: bool = False
 
 
 @dataclass
@@ -119,7 +123,7 @@ class Pipeline:
 
     def __init__(self, encoder: HybridEncoder, detector: NoveltyDetector, store: VectorStore | None, *,
                  threshold: float | AlertThreshold = 90.0, max_message_bytes: int = 81_920,
-                 neighbours_in_alert: int = 3) -> None:
+                 neighbours_in_alert: int = 3, recent_ids: int = 100_000) -> None:
         self.encoder = encoder
         self.detector = detector
         self.store = store
@@ -131,6 +135,7 @@ class Pipeline:
         #: analyst verdicts (detection/feedback.py): confirmed patterns raise scores here; the alerts
         #: stage suppresses alerts like false positives; set by the worker
         self.feedback: FeedbackMemory | None = None
+        self.recent = RecentIds(recent_ids)  # detection/recent.py: event ids already learned
         if store is not None:
             store.ensure(CollectionSpec(name=EVENTS, dense_dim=encoder.dim))
 
@@ -190,13 +195,16 @@ class Pipeline:
         scores = self.detector.score(batch.dense, top=max(self.neighbours_in_alert, 1), events=docs,
                                      templates=batch.template_ids, entities=entities)
         confirmed = self._confirmed(batch.dense, scores)
+        ids = [d["event_id"] for d in docs]
+        repeated = self.recent.repeated(ids)
         t3 = time.perf_counter()
         threshold = self.threshold  # learned from earlier batches only (observed below, after learning)
         for j, (doc, ev, sc) in enumerate(zip(docs, events, scores)):
-            alert = ((not sc.warmup) and sc.score >= threshold) or j in confirmed
+            alert = (((not sc.warmup) and sc.score >= threshold) or j in confirmed) and not repeated[j]
             slots[positions[j]] = Accepted(positions[j], doc["event_id"], doc.get("session_id"), sc.score, alert,
                                            sc.warmup, event=doc, template_id=batch.template_ids[j],
-                                           template=batch.templates[j], row=j)
+                                           template=batch.templates[j], row=-1 if repeated[j] else j,
+                                           repeated=repeated[j])
             if alert:
                 doc_alert = {**self._alert(j, doc, ev, sc, batch, docs), "threshold": round(threshold, 2)}
                 if j in confirmed:
@@ -205,20 +213,30 @@ class Pipeline:
                 out.alerts.append(doc_alert)
                 out.alert_vectors.append(batch.dense[j])
         t4 = time.perf_counter()
-        if self.store is not None and docs:
-            self.store.upsert(EVENTS, [self._point(j, doc, scores[j], batch) for j, doc in enumerate(docs)])
+        fresh = [j for j in range(len(docs)) if not repeated[j]]
+        if self.store is not None and fresh:
+            self.store.upsert(EVENTS, [self._point(j, docs[j], scores[j], batch) for j in fresh])
         t5 = time.perf_counter()
-        ids = [d["event_id"] for d in docs]
-        self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs)
-        self.detector.observe(batch.template_ids, entities)
-        self.encoder.update(docs)
-        self.alert_threshold.observe([sc.score for sc in scores if not sc.warmup])
+        if len(fresh) == len(docs):
+            self._learn(batch, scores, ids, docs, entities)
+        elif fresh:
+            self._learn(batch.rows(fresh), [scores[j] for j in fresh], [ids[j] for j in fresh],
+                        [docs[j] for j in fresh], [entities[j] for j in fresh])
+        self.recent.add([ids[j] for j in fresh])
+        # a re-delivered event was counted the first time: the rate is over distinct events
+        self.alert_threshold.observe([scores[j].score for j in fresh if not scores[j].warmup])
         t6 = time.perf_counter()
         out.results = [s for s in slots if s is not None]
         out.vectors = batch.dense
         out.timings = {"decode": t1 - t0, "encode": t2 - t1, "score": t3 - t2, "explain": t4 - t3,
                        "upsert": t5 - t4, "learn": t6 - t5}
         return out
+
+    def _learn(self, batch: Any, scores: list[EventScore], ids: list[str], docs: list[dict[str, Any]],
+               entities: list[str]) -> None:
+        self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs)
+        self.detector.observe(batch.template_ids, entities)
+        self.encoder.update(docs)
 
     def _confirmed(self, vectors: np.ndarray, scores: list[EventScore]) -> dict[int, Match]:
         """Rows like a true-positive verdict: their score is raised to :func:`confirmed_score` (in place)."""

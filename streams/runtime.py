@@ -63,6 +63,7 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         threshold=build_threshold(settings),
         max_message_bytes=settings.max_message_bytes,
         neighbours_in_alert=settings.neighbours_in_alert,
+        recent_ids=settings.recent_event_ids,
     )
 
 

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     neighbours_in_alert: int = Field(default=3, ge=0, le=20)
     novelty_scale: float = Field(default=0.10, gt=0, le=2)  # cosine distance that counts as fully novel
     tail_decades: float = Field(default=2.0, gt=0, le=6)  # score 100 = rarer than 1 in 10**decades
+    recent_event_ids: int = Field(default=100_000, ge=0)  # ids of learned events kept: a re-sent one is not relearned
 
     # Sessions (replay and the worker's session agent).
     # Key kinds tried in order (session_id, user+host, src_ip, host, user, regex); "regex"

@@ -24,6 +24,8 @@ from streams.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
+#: Array of the learned event ids (:class:`detection.recent.RecentIds`) in ``detector.safetensors``.
+RECENT_IDS = "recent_event_ids"
 #: File of :meth:`HybridEncoder.arrays` (the text embedding cache) next to ``state.json``.
 ENCODER_ARRAYS = "encoder.safetensors"
 #: The alert thresholds of the score kinds (:class:`detection.threshold.AlertThreshold` snapshots, JSON).
@@ -68,7 +70,8 @@ def save_state(pipeline: Pipeline, directory: Path) -> None:
     """Write the pipeline's detector and encoder state under ``directory``."""
     det = pipeline.detector.snapshot()
     meta = {"model_version": pipeline.model_version, "detector": det["meta"], "encoder": pipeline.encoder.snapshot()}
-    _write_snapshot(directory, "state.json", "detector.safetensors", meta, det["arrays"])
+    arrays = {**det["arrays"], RECENT_IDS: pipeline.recent.to_array()}  # the event ids those states learned
+    _write_snapshot(directory, "state.json", "detector.safetensors", meta, arrays)
     enc_arrays = {k: np.ascontiguousarray(v) for k, v in pipeline.encoder.arrays().items()}
     if enc_arrays:  # the text embedding cache: a restart does not re-embed known templates
         _atomic_write(directory / ENCODER_ARRAYS, lambda p: save_file(enc_arrays, str(p)))
@@ -81,8 +84,11 @@ def load_state(pipeline: Pipeline, directory: Path) -> bool:
         return False
     meta, arrays = found
     try:
+        recent = arrays.pop(RECENT_IDS, None)
         pipeline.detector.restore({"meta": meta["detector"], "arrays": arrays})
         pipeline.encoder.restore(meta["encoder"])
+        if recent is not None:
+            pipeline.recent.load_array(recent)
     except (OSError, ValueError, KeyError) as exc:
         log.warning("ignoring unreadable state in %s: %s", directory, exc)
         return False

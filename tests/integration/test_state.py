@@ -36,6 +36,9 @@ def test_pipeline_and_session_state_round_trip(tmp_path: Path) -> None:
     assert load_state(fresh, tmp_path) and load_session_state(fresh_stage.scorer, tmp_path, fresh.model_version)
     assert fresh.detector.baseline.seen == pipeline.detector.baseline.seen == len(acc)
     assert fresh_stage.scorer.seen == stage.scorer.seen
+    assert len(fresh.recent) == len(acc)  # the learned event ids came back with the state they are in
+    again = fresh.process(values[:10]).accepted
+    assert all(r.repeated and not r.alert for r in again) and fresh.detector.baseline.seen == len(acc)
     nxt = list(iter_sample())[1500:1700]
     assert np.allclose([r.score for r in fresh.process(nxt).accepted], [r.score for r in pipeline.process(nxt).accepted])
 

@@ -48,13 +48,26 @@ def test_unexpected_failure_rejects_only_the_failing_event(pipeline: Pipeline, m
     assert "RuntimeError: boom" in out.results[1].detail
 
 
-def test_a_repeated_event_keeps_its_id_and_is_no_more_novel(pipeline: Pipeline) -> None:
+def test_a_re_sent_event_is_recognised_not_learned_twice(pipeline: Pipeline) -> None:
+    """At-least-once: the same event (same id) again is scored but not learned, stored or alerted again."""
     pipeline.process([ev(i) for i in range(100, 400)])  # past warm-up, calibration filled
     odd = json.dumps({"time": "2026-01-01T01:00:00Z", "message": "mimikatz sekurlsa::logonpasswords",
                       "source": "sysmon", "event_type": "process_start", "process": "mimikatz.exe"}).encode()
+    first = pipeline.process([odd])
+    seen = pipeline.detector.baseline.seen
     runs = [pipeline.process([odd]).accepted[0] for _ in range(pipeline.detector.baseline.k + 2)]
-    assert len({r.event_id for r in runs}) == 1
-    scores = [r.score for r in runs]
-    assert runs[0].alert and scores[0] > 90
-    assert all(b <= a for a, b in zip(scores, scores[1:])), scores  # never more novel when repeated
-    assert not runs[-1].alert and scores[-1] < 50, scores  # k copies seen: familiar
+    assert first.accepted[0].alert and not first.accepted[0].repeated and first.accepted[0].row == 0
+    assert len({r.event_id for r in runs} | {first.accepted[0].event_id}) == 1
+    assert all(r.repeated and not r.alert and r.row == -1 for r in runs)
+    assert all(r.score > 90 for r in runs), [r.score for r in runs]  # never became familiar by repetition
+    assert pipeline.detector.baseline.seen == seen
+    twice = pipeline.process([ev(5000), ev(5000)]).accepted  # the same id twice in one batch
+    assert [r.repeated for r in twice] == [False, True]
+
+
+def test_copies_with_their_own_ids_do_become_familiar(pipeline: Pipeline) -> None:
+    base = {"time": "2026-01-01T02:00:00Z", "message": "vssadmin delete shadows /all /quiet", "source": "sysmon",
+            "event_type": "process_start", "process": "vssadmin.exe"}
+    scores = [pipeline.process([json.dumps({**base, "event_id": f"copy-{i}"}).encode()]).accepted[0].score
+              for i in range(pipeline.detector.baseline.k + 3)]
+    assert scores[0] > 90 and scores[-1] < 50, scores

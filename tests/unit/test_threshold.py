@@ -169,6 +169,8 @@ def test_the_event_pipeline_decides_with_it_and_feeds_it() -> None:
         alerts += out.alerts
         assert all(a["threshold"] == round(before, 2) and a["score"] >= before - 0.05 for a in out.alerts)
     assert raised and th.seen == learned
+    again = pipeline.process(values[-500:])  # re-delivered: scored, not learned, not counted again
+    assert all(r.repeated for r in again.accepted) and not again.alerts and th.seen == learned
     assert 0 < len(alerts) < at_floor  # the learned threshold rose above the floor: fewer alerts
     for a in alerts[:3]:
         validate_alert(a)
