@@ -1,6 +1,7 @@
 """HDFS session evaluation: chronological, prequential replay, joined with the block labels.
 
-    python -m bench.eval_hdfs [--data DIR] [--limit-sessions N] [--gap S] [--sequence on|off] [--plot PATH] [--json]
+    python -m bench.eval_hdfs [--data DIR] [--limit-sessions N] [--gap S] [--sequence on|off]
+                              [--threshold-mode fixed|adaptive] [--alert-rate R] [--plot PATH] [--json]
 
 Replays ``hdfs/hdfs_events_2percent.parquet`` through :func:`streams.replay.replay_records`
 with a fresh pipeline (no store), sorted by event time (stable) when it is not
@@ -8,7 +9,9 @@ already, and joins ``sessions.jsonl`` with ``hdfs_seqs_2percent.parquet``'s
 ``anomaly``. A block that the inactivity gap split into several sessions
 (``blk_x``, ``blk_x#2`` …) scores the max of its sessions. No label reaches the
 model: labels are read after the replay. Prints ROC-AUC, PR-AUC, P/R/F1 at the
-system's own threshold (``Settings().alert_threshold`` on the 0–100 score) and
+system's own decisions (the session threshold of ``SECSTREAM_ALERT_THRESHOLD_MODE``,
+per session as decided at scoring time: the floor ``Settings().alert_threshold`` when
+fixed, learned from earlier sessions' scores when adaptive), P/R/F1 at the floor, and
 the best F1 over all thresholds (reference only), plus throughput. Writes the
 PR curve as PNG (with the system's operating point) and as CSV points next to it
 (``--plot PATH``, default ``.secstream/bench/eval_hdfs_pr.png``).
@@ -91,38 +94,50 @@ def load_records(events: Path, limit_sessions: int | None) -> tuple[list[Record]
 
 
 def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 1800.0,
-             plot: Path | None = None, batch_size: int = 2000, sequence: bool | None = None) -> dict[str, Any]:
+             plot: Path | None = None, batch_size: int = 2000, sequence: bool | None = None,
+             threshold_mode: str | None = None, alert_rate: float | None = None) -> dict[str, Any]:
     """Run the replay and compute the metrics (see the module docstring)."""
     import pyarrow.parquet as pq
 
     from detection.session_score import SessionScorer
     from streams.replay import replay_records
-    from streams.runtime import build_pipeline
+    from streams.runtime import build_pipeline, build_threshold
+    from streams.session_stage import SessionStage
     from streams.settings import Settings
 
-    settings = Settings()
+    overrides = {k: v for k, v in (("alert_threshold_mode", threshold_mode), ("alert_rate", alert_rate))
+                 if v is not None}
+    settings = Settings(**overrides)
     recs, was_ordered = load_records(data / "hdfs" / "hdfs_events_2percent.parquet", limit_sessions)
     pipeline = build_pipeline(settings, store=None)
     with tempfile.TemporaryDirectory(prefix="secstream-eval-") as tmp:
         out = Path(tmp)
         t0 = time.perf_counter()
-        scorer = None if sequence is None else SessionScorer(pipeline.encoder.dim, sequence=sequence)
-        summary = replay_records(iter(recs), pipeline, out, batch_size=batch_size,
-                                 sessionizer=Sessionizer(gap_s=gap_s), session_scorer=scorer)
+        scorer = SessionScorer(pipeline.encoder.dim, **({} if sequence is None else {"sequence": sequence}))
+        sz = Sessionizer(gap_s=gap_s)
+        stage = SessionStage(scorer, lambda: sz, threshold=build_threshold(settings),
+                             model_version=pipeline.model_version)
+        summary = replay_records(iter(recs), pipeline, out, batch_size=batch_size, sessions=stage)
         wall = time.perf_counter() - t0
         sessions = [json.loads(x) for x in (out / "sessions.jsonl").read_text(encoding="utf-8").splitlines()]
         kinds: dict[str, int] = {}
+        crossed: list[float] = []  # the thresholds the session alerts reached, as decided at scoring time
         for x in (out / "alerts.jsonl").read_text(encoding="utf-8").splitlines():
-            k = json.loads(x)["kind"]
-            kinds[k] = kinds.get(k, 0) + 1
+            a = json.loads(x)
+            kinds[a["kind"]] = kinds.get(a["kind"], 0) + 1
+            if a["kind"] == "session_anomaly" and a.get("threshold") is not None:
+                crossed.append(float(a["threshold"]))
     labels = pq.read_table(data / "hdfs" / "hdfs_seqs_2percent.parquet", columns=["seq_id", "anomaly"]).to_pydict()
     label = dict(zip(labels["seq_id"], labels["anomaly"]))
     block_score: dict[str, float] = {}
     block_alert: dict[str, bool] = {}
-    for s in sessions:
+    block_floor: dict[str, bool] = {}  # alerted at the floor (sessions.jsonl is in closing order: warm-up first)
+    floor = settings.alert_threshold
+    for i, s in enumerate(sessions):
         b = str(s["session_id"]).split("#", 1)[0]
         block_score[b] = max(block_score.get(b, 0.0), float(s["score"]))
         block_alert[b] = block_alert.get(b, False) or bool(s["alert"])
+        block_floor[b] = block_floor.get(b, False) or (i >= scorer.warmup and float(s["score"]) >= floor)
     blocks = [b for b in block_score if b in label]
     y = np.array([bool(label[b]) for b in blocks])
     sc = np.array([block_score[b] for b in blocks])
@@ -131,11 +146,17 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
     f1s = 2 * prec * rec / np.maximum(prec + rec, 1e-12)
     best = int(np.argmax(f1s)) if f1s.size else 0
     p, r, f = prf(y, own)
+    pf, rf, ff = prf(y, np.array([block_floor[b] for b in blocks]))
     result = {
         "events": summary.events, "sessions": summary.sessions, "blocks": len(blocks),
         "anomalous_blocks": int(y.sum()), "input_was_chronological": was_ordered, "gap_s": gap_s,
-        "threshold": pipeline.threshold, "roc_auc": round(roc_auc(y, sc), 4), "pr_auc": round(pr_auc(y, sc), 4),
+        "threshold": floor, "threshold_mode": settings.alert_threshold_mode,
+        "alert_rate": settings.alert_rate if settings.alert_threshold_mode == "adaptive" else None,
+        "session_threshold_final": round(stage.threshold, 2),
+        "session_threshold_crossed": [min(crossed), max(crossed)] if crossed else None,
+        "roc_auc": round(roc_auc(y, sc), 4), "pr_auc": round(pr_auc(y, sc), 4),
         "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
+        "precision_at_floor": round(pf, 4), "recall_at_floor": round(rf, 4), "f1_at_floor": round(ff, 4),
         "best_f1": round(float(f1s[best]), 4) if f1s.size else 0.0,
         "best_f1_threshold": round(float(thr[best]), 3) if f1s.size else None,
         "sequence_model": sequence, "alerts": kinds, "wall_s": round(wall, 1),
@@ -167,13 +188,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="PR curve PNG (and CSV points beside it)")
     ap.add_argument("--sequence", choices=("on", "off"), default=None,
                     help="session sequence model (GRU) on or off; default: the scorer's default (off)")
+    ap.add_argument("--threshold-mode", choices=("fixed", "adaptive"), default=None,
+                    help="alert threshold mode; default: SECSTREAM_ALERT_THRESHOLD_MODE (fixed)")
+    ap.add_argument("--alert-rate", type=float, default=None,
+                    help="adaptive mode's target alert rate per score kind; default: SECSTREAM_ALERT_RATE (0.01)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
     if not (args.data / "hdfs" / "hdfs_events_2percent.parquet").exists():
         print(f"HDFS sample not found under {args.data}/hdfs", file=sys.stderr)
         return 2
     res = evaluate(args.data, limit_sessions=args.limit_sessions, gap_s=args.gap, plot=args.plot,
-                   sequence=None if args.sequence is None else args.sequence == "on")
+                   sequence=None if args.sequence is None else args.sequence == "on",
+                   threshold_mode=args.threshold_mode, alert_rate=args.alert_rate)
     if args.json:
         print(json.dumps(res))
     else:

@@ -64,7 +64,7 @@ def to_ocsf(alert: Mapping[str, Any], *, product_version: str = "") -> dict[str,
         "evidences": [{"data": {"event_id": i, **(dict(event) if n == 0 else {})}}
                       for n, i in enumerate(ids)] or [{"data": {"session_id": evidence.get("session_id")}}],
         "unmapped": {"secstream": {k: alert[k] for k in ("explanation", "model_version", "warmup", "warmup_reasons",
-                                                         "confidence_basis", "rate_limited")
+                                                         "confidence_basis", "rate_limited", "threshold")
                                    if k in alert}
                      | {"entity": dict(ent), "session_id": evidence.get("session_id")}},
     }

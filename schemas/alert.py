@@ -168,6 +168,7 @@ class Alert(_Strict):
     update: bool | None = None
     rate_limited: bool | None = None
     score: Annotated[float, Field(ge=0, le=100)]
+    threshold: Annotated[float, Field(ge=0, le=100)] | None = None
     severity: AlertSeverity
     confidence: Annotated[float, Field(ge=0, le=1)] | None = None
     warmup: bool | None = None
@@ -182,11 +183,11 @@ class Alert(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict as published; absent optional fields (event, confidence, warmup, warmup_reasons,
-        confidence_basis, update, rate_limited, the explanation's template_frequency, transitions and
-        confirmed_like)
-        are omitted."""
+        confidence_basis, update, rate_limited, threshold, the explanation's template_frequency, transitions
+        and confirmed_like) are omitted."""
         out = self.model_dump(mode="json", by_alias=True)
-        for key in ("event", "confidence", "warmup", "warmup_reasons", "confidence_basis", "update", "rate_limited"):
+        for key in ("event", "confidence", "warmup", "warmup_reasons", "confidence_basis", "update", "rate_limited",
+                    "threshold"):
             if out.get(key) is None:
                 out.pop(key, None)
         for key in ("template_frequency", "transitions", "confirmed_like"):

@@ -33,9 +33,9 @@ from streams.pipeline import BatchOutcome, Pipeline
 from streams.feedback_agent import FeedbackAgent
 from streams.session_agent import SessionAgent, encode_steps
 from streams.session_stage import SessionStage
-from streams.runtime import build_deduper
+from streams.runtime import build_deduper, stage_thresholds
 from streams.settings import Settings
-from streams.state import save_feedback, save_session_state, save_state
+from streams.state import save_feedback, save_session_state, save_state, save_thresholds
 from streams.wire import dumps
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,9 @@ class Worker:
         if sample is not None:
             self._sample = sample
             self.app.task(self._feed_sample)
-        metrics.ALERT_THRESHOLD.set(s.alert_threshold)
+        self.thresholds = stage_thresholds(pipeline, sessions, entities)
+        for kind, threshold in self.thresholds.items():
+            metrics.observe_threshold(kind, threshold)
 
     async def ensure_topics(self) -> None:
         """Create the output topics (DLQ, alerts, sessions) once, before anything is sent to them.
@@ -189,6 +191,7 @@ class Worker:
                 if ts:
                     metrics.E2E_SECONDS.observe(max(0.0, now - ts))
             metrics.observe_outcome(outcome)
+            metrics.observe_threshold("event", self.pipeline.alert_threshold)
             metrics.BASELINE_EXEMPLARS.set(len(self.pipeline.detector.baseline))
             self._observe_cache()
 
@@ -250,6 +253,7 @@ class Worker:
             save_session_state(self.stage.scorer, self.state_dir, self.pipeline.model_version)
         if self.pipeline.feedback is not None:
             save_feedback(self.pipeline.feedback, self.state_dir, self.pipeline.model_version)
+        save_thresholds(self.state_dir, self.pipeline.model_version, self.thresholds)
         if self.pipeline.store is not None:
             self.pipeline.store.flush()
 

@@ -70,9 +70,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.app import Worker
     from streams.broker import EmbeddedBroker
     from streams.metrics import serve
-    from streams.runtime import build_entity_stage, build_pipeline, build_session_stage, build_store, settle_heap
     from detection.feedback import FeedbackMemory
-    from streams.state import load_feedback, load_session_state, load_state
+    from streams.runtime import (
+        build_entity_stage,
+        build_pipeline,
+        build_session_stage,
+        build_store,
+        settle_heap,
+        stage_thresholds,
+    )
+    from streams.state import load_feedback, load_session_state, load_state, load_thresholds
 
     settings = _settings(metrics_port=args.metrics_port)
     _setup_logging(settings.log_level)
@@ -108,12 +115,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         load_feedback(pipeline.feedback, settings.data_dir / "state", pipeline.model_version)
         stage = build_session_stage(settings, pipeline, store)
         load_session_state(stage.scorer, settings.data_dir / "state", pipeline.model_version)
+        entities = build_entity_stage(settings, pipeline, store)
+        load_thresholds(settings.data_dir / "state", pipeline.model_version,
+                        stage_thresholds(pipeline, stage, entities))
         settle_heap()
         if sample is not None:
             print("feeding the bundled sample stream; alerts follow as they are published", file=sys.stderr,
                   flush=True)
         worker = Worker(settings, bootstrap, pipeline, state_dir=settings.data_dir / "state", sessions=stage,
-                        entities=build_entity_stage(settings, pipeline, store), sample=sample)
+                        entities=entities, sample=sample)
         worker.run(settings.log_level)
     finally:
         if store is not None:

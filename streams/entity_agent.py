@@ -75,6 +75,7 @@ class EntityAgent(TableAgent):
         if outcome.late:
             metrics.ENTITY_LATE.inc(outcome.late)
         metrics.ENTITIES.set(self.stage.entities())
+        metrics.observe_threshold("entity", self.stage.alert_threshold)
         closed = self.stage.closed_until(partition)
         if closed is not None:
             metrics.ENTITY_CLOSED.labels(str(partition)).set(closed)

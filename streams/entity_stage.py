@@ -50,6 +50,7 @@ from detection.entity_drift import entity_drift_alert
 from detection.entity_groups import EntityKey, entity_keys
 from detection.entity_records import Record, load_records, take_records
 from detection.entity_tracker import EntityScores, EntityTracker, WindowReport
+from detection.threshold import AlertThreshold
 from streams.pipeline import Accepted, BatchOutcome
 from streams.store import StorePoint, VectorStore
 from streams.wire import dumps, stack_newest, vector_from, vector_text
@@ -151,14 +152,16 @@ class EntityStage:
     """Entity trackers (one per partition) + alerts + the ``entities`` collection; see the module docstring."""
 
     def __init__(self, make_tracker: Callable[[], EntityTracker], *, store: VectorStore | None = None,
-                 threshold: float = 90.0, model_version: str = "", min_versions: int = 3, warmup: int = 200,
-                 join_types: Sequence[str] = ("user",), join_at: float = 95.0, decades: float = 2.0) -> None:
+                 threshold: float | AlertThreshold = 90.0, model_version: str = "", min_versions: int = 3,
+                 warmup: int = 200, join_types: Sequence[str] = ("user",), join_at: float = 95.0,
+                 decades: float = 2.0) -> None:
         if min_versions < 1 or warmup < 0 or decades <= 0:
             raise ValueError(f"need min_versions >= 1, warmup >= 0, decades > 0; got {min_versions}, {warmup}, "
                              f"{decades}")
         self.make_tracker = make_tracker
         self.store = store
-        self.threshold = threshold
+        #: the entity kind's threshold on joined scores (fixed or adaptive; a number is a fixed one)
+        self.alert_threshold = threshold if isinstance(threshold, AlertThreshold) else AlertThreshold(threshold)
         self.model_version = model_version
         self.min_versions, self.warmup, self.decades = int(min_versions), int(warmup), float(decades)
         self.join_at = float(join_at)
@@ -170,6 +173,11 @@ class EntityStage:
         self._spec_ready = False
         self._points: list[StorePoint] = []
         self._outcome: EntityOutcome | None = None  # the batch that window commits report to (on_commit)
+
+    @property
+    def threshold(self) -> float:
+        """The joined score at or above which an event alerts through an entity score, now."""
+        return self.alert_threshold.value
 
     # ------------------------------------------------------------------ partitions and state
     def tracker(self, partition: int = 0) -> EntityTracker:
@@ -229,12 +237,15 @@ class EntityStage:
                     joined, top, who = mine, float(res.score[i]), step.entity
                     best[step.event_id] = i
             out.scores[step.event_id] = (joined, top, who)
+        threshold = self.threshold  # from earlier batches' joined scores only (observed below)
         for event_id, i in best.items():
             joined = out.scores[event_id][0]
-            if self._may_alert(tr, steps[i], int(res.version[i]), joined):
-                out.alerts.append(self._event_alert(tr, steps[i], vectors[i], joined, res, i))
+            if self._may_alert(tr, steps[i], int(res.version[i]), joined, threshold):
+                out.alerts.append({**self._event_alert(tr, steps[i], vectors[i], joined, res, i),
+                                   "threshold": round(threshold, 2)})
                 out.alert_vectors.append(vectors[i])
                 out.event_alerts += 1
+        self.alert_threshold.observe([joined for joined, _, _ in out.scores.values()])
         self._flush_points()
         return out
 
@@ -251,8 +262,8 @@ class EntityStage:
         return out
 
     # ------------------------------------------------------------------ internals
-    def _may_alert(self, tr: EntityTracker, step: EntityStep, version: int, score: float) -> bool:
-        return (not step.alerted and score >= self.threshold
+    def _may_alert(self, tr: EntityTracker, step: EntityStep, version: int, score: float, threshold: float) -> bool:
+        return (not step.alerted and score >= threshold
                 and version >= self.min_versions and tr.scored(step.entity[0], own=True) >= self.warmup)
 
     def _event_alert(self, tr: EntityTracker, step: EntityStep, vector: np.ndarray, score: float,
@@ -271,8 +282,9 @@ class EntityStage:
         if out is not None:
             out.windows += 1
             out.commits += len(report.commit.keys)
-            for finding in report.findings:
-                out.alerts.append(entity_drift_alert(finding, model_version=self.model_version))
+            for finding in report.findings:  # a drift alerts at its own threshold (SECSTREAM_ENTITY_DRIFT_ALERT_AT)
+                out.alerts.append({**entity_drift_alert(finding, model_version=self.model_version),
+                                   "threshold": round(self.trackers[partition].drift.alert_at, 2)})
                 out.alert_vectors.append(None)
                 out.drift_alerts += 1
         if self.store is not None:

@@ -64,8 +64,14 @@ BASELINE_EXEMPLARS = Gauge("secstream_baseline_exemplars", "Exemplars in the in-
                            registry=REGISTRY)
 TEXT_CACHE = Counter("secstream_text_cache_total", "Text embedding cache lookups, by result (hit, miss).",
                      ["result"], registry=REGISTRY)
-ALERT_THRESHOLD = Gauge("secstream_alert_threshold_score", "Score (0-100) above which an event alerts.",
-                        registry=REGISTRY)
+ALERT_THRESHOLD = Gauge("secstream_alert_threshold_score",
+                        "Score (0-100) at or above which an item of a kind (event, session, entity) alerts now: "
+                        "the floor SECSTREAM_ALERT_THRESHOLD when fixed, the learned target-rate threshold (never "
+                        "below the floor) when adaptive.", ["kind"], registry=REGISTRY)
+ALERT_THRESHOLD_ESTIMATE = Gauge("secstream_alert_threshold_estimate_score",
+                                 "The score SECSTREAM_ALERT_RATE of a kind's recent scored items reach, clamped to "
+                                 "[floor, 100]: the adaptive threshold, tracked in fixed mode too.", ["kind"],
+                                 registry=REGISTRY)
 
 SESSIONS_OPEN = Gauge("secstream_sessions_open", "Open sessions held by this worker (its session partitions).",
                       registry=REGISTRY)
@@ -111,6 +117,12 @@ def serve(port: int, host: str = "0.0.0.0") -> None:
         start_http_server(port, addr=host, registry=REGISTRY)
 
 
+def observe_threshold(kind: str, threshold: ThresholdLike) -> None:
+    """Report a score kind's threshold (see detection.threshold.AlertThreshold) as it adapts."""
+    ALERT_THRESHOLD.labels(kind).set(threshold.value)
+    ALERT_THRESHOLD_ESTIMATE.labels(kind).set(threshold.estimate)
+
+
 def observe_outcome(outcome: "BatchOutcomeLike") -> None:
     """Count a processed batch (see streams.pipeline.BatchOutcome)."""
     rejected = outcome.rejected
@@ -134,3 +146,8 @@ class BatchOutcomeLike:  # typing aid only; the pipeline's BatchOutcome satisfie
     alerts: list
     timings: dict
     rejected: list
+
+
+class ThresholdLike:  # typing aid only; detection.threshold.AlertThreshold satisfies it
+    value: float
+    estimate: float

@@ -24,6 +24,7 @@ from detection.detector import EventScore, NoveltyDetector
 from detection.explain import component_shares, top_terms
 from detection.feedback import FeedbackMemory, Match, confirmed_score, teach_normal
 from detection.recent import RecentIds
+from detection.threshold import AlertThreshold
 from encoders.hybrid import HybridEncoder
 from schemas.errors import InvalidEvent
 from schemas.models import SecurityEvent, decode_event
@@ -123,12 +124,13 @@ class Pipeline:
     """Stateful scorer of event batches; see the module docstring."""
 
     def __init__(self, encoder: HybridEncoder, detector: NoveltyDetector, store: VectorStore | None, *,
-                 threshold: float = 90.0, max_message_bytes: int = 81_920, neighbours_in_alert: int = 3,
-                 recent_ids: int = 100_000) -> None:
+                 threshold: float | AlertThreshold = 90.0, max_message_bytes: int = 81_920,
+                 neighbours_in_alert: int = 3, recent_ids: int = 100_000) -> None:
         self.encoder = encoder
         self.detector = detector
         self.store = store
-        self.threshold = threshold
+        #: the event kind's alert threshold (fixed or adaptive; a number is a fixed one)
+        self.alert_threshold = threshold if isinstance(threshold, AlertThreshold) else AlertThreshold(threshold)
         self.max_message_bytes = max_message_bytes
         self.neighbours_in_alert = neighbours_in_alert
         self.model_version = encoder.version
@@ -138,6 +140,11 @@ class Pipeline:
         self.recent = RecentIds(recent_ids)  # detection/recent.py: event ids already learned
         if store is not None:
             store.ensure(CollectionSpec(name=EVENTS, dense_dim=encoder.dim))
+
+    @property
+    def threshold(self) -> float:
+        """The event score at or above which an event alerts, now."""
+        return self.alert_threshold.value
 
     def process(self, values: Sequence[bytes]) -> BatchOutcome:
         """Score a batch of raw messages; every input gets exactly one result.
@@ -193,13 +200,14 @@ class Pipeline:
         ids = [d["event_id"] for d in docs]
         repeated = self.recent.repeated(ids)
         t3 = time.perf_counter()
+        threshold = self.threshold  # learned from earlier batches only (observed below, after learning)
         for j, (doc, ev, sc) in enumerate(zip(docs, events, scores)):
-            alert = (((not sc.warmup) and sc.score >= self.threshold) or j in confirmed) and not repeated[j]
+            alert = (((not sc.warmup) and sc.score >= threshold) or j in confirmed) and not repeated[j]
             slots[positions[j]] = Accepted(positions[j], doc["event_id"], doc.get("session_id"), sc.score, alert,
                                            sc.warmup, event=doc, template_id=batch.template_ids[j],
                                            template=batch.templates[j], row=j, repeated=repeated[j])
             if alert:
-                doc_alert = self._alert(j, doc, ev, sc, batch, docs)
+                doc_alert = {**self._alert(j, doc, ev, sc, batch, docs), "threshold": round(threshold, 2)}
                 if j in confirmed:
                     doc_alert["explanation"]["confirmed_like"] = confirmed[j].explain()
                     doc_alert["title"] = f"Like confirmed alert {confirmed[j].alert_id[:8]}: {doc_alert['title']}"
@@ -216,6 +224,8 @@ class Pipeline:
             self._learn(batch.rows(fresh), [scores[j] for j in fresh], [ids[j] for j in fresh],
                         [docs[j] for j in fresh], [entities[j] for j in fresh])
         self.recent.add([ids[j] for j in fresh])
+        # a re-delivered event was counted the first time: the rate is over distinct events
+        self.alert_threshold.observe([scores[j].score for j in fresh if not scores[j].warmup])
         t6 = time.perf_counter()
         out.results = [s for s in slots if s is not None]
         out.vectors = batch.dense

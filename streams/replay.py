@@ -9,9 +9,10 @@ Sessions go through :class:`streams.session_stage.SessionStage`, the stage the
 worker runs: :class:`detection.sessions.Sessionizer` (key: ``session_id``, else
 user+host, src_ip, host; inactivity gap on event time), scored at close by
 :class:`detection.session_score.SessionScorer` (prequential: against past closed
-sessions only); ``alert`` is ``score >= pipeline.threshold`` outside the session
-warm-up, and each alerting session adds a ``session_anomaly`` alert (a long open
-session may alert early, with the same alert id).
+sessions only); ``alert`` is ``score >=`` the session kind's threshold (configured as the
+pipeline's, :mod:`detection.threshold`) outside the session warm-up, and each alerting
+session adds a ``session_anomaly`` alert (a long open session may alert early, with the
+same alert id).
 
 Entities go through :class:`streams.entity_stage.EntityStage` (one tracker; the
 worker has one per partition of its entity steps): an event's ``score`` in
@@ -147,7 +148,7 @@ def replay_records(records: Iterator[Record], pipeline: Pipeline, out_dir: Path,
     if sessions is None:
         sz = sessionizer if sessionizer is not None else Sessionizer()  # an empty one is falsy (__len__)
         sessions = SessionStage(session_scorer or SessionScorer(pipeline.encoder.dim), lambda: sz,
-                                threshold=pipeline.threshold, model_version=pipeline.model_version)
+                                threshold=pipeline.alert_threshold.fresh(), model_version=pipeline.model_version)
     started = time.perf_counter()
     with open(out_dir / "events.jsonl", "w", encoding="utf-8") as ev_out, \
             open(out_dir / "alerts.jsonl", "w", encoding="utf-8") as al_file, \

@@ -13,6 +13,7 @@ from detection.entity_tracker import EntityTracker
 from detection.sequence import OnlineSequenceScorer, load_artifact
 from detection.session_score import SessionScorer
 from detection.sessions import Sessionizer
+from detection.threshold import AlertThreshold
 from encoders.hybrid import build_default_encoder
 from streams.entity_stage import EntityStage
 from streams.pipeline import Pipeline
@@ -30,6 +31,12 @@ def build_store(settings: Settings, data_dir: Path | None = None) -> VectorStore
         return open_store(url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value(),
                           quantization=settings.store_quantization)
     return open_store(engine=settings.store_engine, path=root / "qdrant", quantization=settings.store_quantization)
+
+
+def build_threshold(settings: Settings) -> AlertThreshold:
+    """One score kind's alert threshold as configured (``SECSTREAM_ALERT_THRESHOLD*``, ``SECSTREAM_ALERT_RATE``)."""
+    return AlertThreshold(settings.alert_threshold, mode=settings.alert_threshold_mode, rate=settings.alert_rate,
+                          half_life=settings.alert_threshold_half_life)
 
 
 def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
@@ -53,7 +60,7 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         encoder,
         detector,
         store,
-        threshold=settings.alert_threshold,
+        threshold=build_threshold(settings),
         max_message_bytes=settings.max_message_bytes,
         neighbours_in_alert=settings.neighbours_in_alert,
         recent_ids=settings.recent_event_ids,
@@ -82,7 +89,7 @@ def build_session_stage(settings: Settings, pipeline: Pipeline, store: VectorSto
     """The session stage of a worker or a replay: sessionizers + scorer + the sessions collection."""
     _, scorer = build_sessions(settings, pipeline.encoder.dim)
     return SessionStage(scorer, lambda: make_sessionizer(settings), store=store,
-                        threshold=settings.alert_threshold, model_version=pipeline.model_version,
+                        threshold=build_threshold(settings), model_version=pipeline.model_version,
                         rolling_every=settings.session_rolling_every)
 
 
@@ -100,10 +107,21 @@ def build_entity_stage(settings: Settings, pipeline: Pipeline, store: VectorStor
                              decades=settings.tail_decades,
                              drift=DriftScorer(alert_at=settings.entity_drift_alert_at))
 
-    return EntityStage(make_tracker, store=store, threshold=settings.alert_threshold,
+    return EntityStage(make_tracker, store=store, threshold=build_threshold(settings),
                        model_version=pipeline.model_version, min_versions=settings.entity_min_versions,
                        warmup=settings.entity_warmup, decades=settings.tail_decades, join_at=settings.entity_join_at,
                        join_types=tuple(t for t in settings.entity_join_types.split(",") if t))
+
+
+def stage_thresholds(pipeline: Pipeline, sessions: SessionStage | None,
+                     entities: EntityStage | None) -> dict[str, AlertThreshold]:
+    """The alert threshold of each score kind a worker runs, by kind (``event``, ``session``, ``entity``)."""
+    out = {"event": pipeline.alert_threshold}
+    if sessions is not None:
+        out["session"] = sessions.alert_threshold
+    if entities is not None:
+        out["entity"] = entities.alert_threshold
+    return out
 
 
 def build_deduper(settings: Settings) -> AlertDeduper:

@@ -150,6 +150,7 @@ class SessionAgent(TableAgent):
         if outcome.rolling:
             metrics.SESSIONS_ROLLING.inc(outcome.rolling)
         metrics.SESSIONS_OPEN.set(self.stage.open_sessions())
+        metrics.observe_threshold("session", self.stage.alert_threshold)
 
     async def _persist(self, partition: int, outcome: SessionOutcome) -> list[Any]:
         writes: list[tuple[bytes, Any]] = []

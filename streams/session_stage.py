@@ -8,7 +8,8 @@ events), so both close, score and explain sessions identically:
 - each session that closes is scored, then learned, by the shared
   :class:`detection.session_score.SessionScorer` (prequential), upserted into the
   ``sessions`` collection when a store is given, and alerts when its score reaches
-  the threshold outside the scorer's warm-up;
+  the session kind's threshold (:class:`detection.threshold.AlertThreshold`, learned from
+  the scores of earlier batches' closed sessions in adaptive mode) outside the scorer's warm-up;
 - a long open session is scored (not learned) every ``rolling_every`` events, so an
   attack inside a session that stays open for hours warns early; it alerts at most
   once while open, with the same alert id its close alert will have (the close
@@ -31,6 +32,7 @@ import numpy as np
 from detection.feedback import teach_normal
 from detection.session_score import SessionScore, SessionScorer, session_alert
 from detection.sessions import Session, Sessionizer, _segment_of
+from detection.threshold import AlertThreshold
 from streams.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -69,19 +71,24 @@ class SessionStage:
     """Sessionizers (per partition) + the shared session scorer + the ``sessions`` collection."""
 
     def __init__(self, scorer: SessionScorer, make_sessionizer: Callable[[], Sessionizer], *,
-                 store: VectorStore | None = None, threshold: float = 90.0, model_version: str = "",
+                 store: VectorStore | None = None, threshold: float | AlertThreshold = 90.0, model_version: str = "",
                  rolling_every: int = 0) -> None:
         if rolling_every < 0:
             raise ValueError(f"rolling_every must be >= 0 (0 = off), got {rolling_every}")
         self.scorer = scorer
         self.make_sessionizer = make_sessionizer
         self.store = store
-        self.threshold = threshold
+        self.alert_threshold = threshold if isinstance(threshold, AlertThreshold) else AlertThreshold(threshold)
         self.model_version = model_version
         self.rolling_every = rolling_every
         self.sessionizers: dict[int, Sessionizer] = {}
         self._spec_ready = False
         self._keyer = make_sessionizer()
+
+    @property
+    def threshold(self) -> float:
+        """The session score at or above which a session alerts, now."""
+        return self.alert_threshold.value
 
     # ------------------------------------------------------------------ partitions
     def sessionizer(self, partition: int = 0) -> Sessionizer:
@@ -154,19 +161,23 @@ class SessionStage:
 
     # ------------------------------------------------------------------ internals
     def _close(self, closed: list[Session], out: SessionOutcome) -> None:
-        points = []
+        points, learned = [], []
+        threshold = self.threshold  # from earlier batches' sessions only (observed below)
         for sess in closed:
             res = self.scorer.process(sess)
-            alert = (not res.warmup) and res.score >= self.threshold
+            alert = (not res.warmup) and res.score >= threshold
             out.closed.append(ClosedSession(sess, res, alert))
+            if not res.warmup:
+                learned.append(res.score)
             if alert:
-                out.alerts.append(session_alert(sess, res, model_version=self.model_version,
-                                                texts=self.scorer.texts))
+                out.alerts.append({**session_alert(sess, res, model_version=self.model_version,
+                                                   texts=self.scorer.texts), "threshold": round(threshold, 2)})
                 out.alert_vectors.append(self._vector(sess, res))
             if self.store is not None:
                 points.append(self._point(sess, res, alert))
         if points and self.store is not None:
             self.store.upsert(self._collection(), points)
+        self.alert_threshold.observe(learned)
 
     def _rolling(self, sess: Session, out: SessionOutcome) -> None:
         if not self.rolling_every or sess.events - sess.scored_at < self.rolling_every:
@@ -174,9 +185,11 @@ class SessionStage:
         sess.scored_at = sess.events
         res = self.scorer.score(sess)
         out.rolling += 1
-        if not sess.alerted and not res.warmup and res.score >= self.threshold:
+        threshold = self.threshold  # rolling scores are decided on, not learned (open sessions are partial)
+        if not sess.alerted and not res.warmup and res.score >= threshold:
             sess.alerted = True
             alert = session_alert(sess, res, model_version=self.model_version, texts=self.scorer.texts)
+            alert["threshold"] = round(threshold, 2)
             alert["title"] = f"Unusual open session {sess.session_id} ({sess.events} events so far, " \
                              f"score {res.score:.0f})"
             out.alerts.append(alert)

@@ -54,7 +54,12 @@ class Settings(BaseSettings):
     seed: int = 7
 
     # Detection.
-    alert_threshold: float = Field(default=90.0, ge=0, le=100)
+    alert_threshold: float = Field(default=90.0, ge=0, le=100)  # fixed: the threshold; adaptive: its floor
+    # adaptive: per score kind (event, session, entity) the threshold is the score that at most
+    # alert_rate of the kind's recent scored items reach (detection/threshold.py), never below the floor
+    alert_threshold_mode: Literal["fixed", "adaptive"] = "fixed"
+    alert_rate: float = Field(default=0.01, gt=0, lt=1)
+    alert_threshold_half_life: float = Field(default=20_000.0, gt=0)  # scored items of forgetting, per kind
     knn_k: int = Field(default=5, ge=1, le=100)
     warmup_events: int = Field(default=200, ge=0)
     exemplar_capacity: int = Field(default=50_000, ge=100)

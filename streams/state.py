@@ -1,4 +1,5 @@
-"""Persist and recover pipeline state (detector and encoder snapshots, text embedding cache).
+"""Persist and recover pipeline state (detector and encoder snapshots, text embedding cache,
+the score kinds' alert thresholds).
 
 Arrays go to safetensors, everything else to JSON; never pickle. Writes are
 atomic (temporary file, then rename), so a crash mid-write leaves the previous
@@ -11,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from detection.threshold import AlertThreshold
 from streams.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,8 @@ log = logging.getLogger(__name__)
 RECENT_IDS = "recent_event_ids"
 #: File of :meth:`HybridEncoder.arrays` (the text embedding cache) next to ``state.json``.
 ENCODER_ARRAYS = "encoder.safetensors"
+#: The alert thresholds of the score kinds (:class:`detection.threshold.AlertThreshold` snapshots, JSON).
+THRESHOLDS = "thresholds.json"
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -146,3 +151,41 @@ def load_session_state(scorer: Any, directory: Path, model_version: str) -> bool
         return False
     log.info("restored session scorer state: %d sessions seen", scorer.seen)
     return True
+
+
+def save_thresholds(directory: Path, model_version: str, thresholds: Mapping[str, AlertThreshold]) -> None:
+    """Write the score kinds' alert thresholds (``{kind: threshold}``) to ``thresholds.json``, atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {"model_version": model_version, "kinds": {k: th.snapshot() for k, th in thresholds.items()}}
+    _atomic_write(directory / THRESHOLDS, lambda p: p.write_text(json.dumps(doc), encoding="utf-8"))
+
+
+def load_thresholds(directory: Path, model_version: str, thresholds: Mapping[str, AlertThreshold]) -> int:
+    """Restore what :func:`save_thresholds` wrote into ``thresholds`` (by kind); returns how many kinds.
+
+    A file of another model version is ignored (its scores came from other calibrators), and so is
+    an unreadable kind: that threshold starts its warm-up again, at the floor.
+    """
+    path = directory / THRESHOLDS
+    if not path.exists():
+        return 0
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        kinds = dict(doc["kinds"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable alert thresholds in %s: %s", path, exc)
+        return 0
+    if doc.get("model_version") != model_version:
+        log.warning("ignoring alert thresholds in %s: model version %s, running %s", path, doc.get("model_version"),
+                    model_version)
+        return 0
+    restored = 0
+    for kind, th in thresholds.items():
+        if kind not in kinds:
+            continue
+        try:
+            th.restore(kinds[kind])
+            restored += 1
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable %s alert threshold in %s: %s", kind, path, exc)
+    return restored

@@ -128,7 +128,7 @@ def test_alert_model_and_schema_agree() -> None:
     required = {n for n, f in Alert.model_fields.items() if f.is_required()} | {"schema_version"}
     assert set(ALERT_SCHEMA["required"]) == required
     assert set(Alert.model_fields) - required == {"event", "confidence", "warmup", "warmup_reasons",
-                                                  "confidence_basis", "update", "rate_limited"}
+                                                  "confidence_basis", "update", "rate_limited", "threshold"}
     props = ALERT_SCHEMA["properties"]
     assert _enum(props["warmup_reasons"]["items"]) == set(get_args(WarmupReason)) == set(WARMUP_REASONS)
     basis_model = get_args(Alert.model_fields["confidence_basis"].annotation)[0]
@@ -182,6 +182,10 @@ def test_valid_alert_accepted_by_both() -> None:
     minimal = {k: v for k, v in VALID_ALERT.items() if k not in ("event", "confidence", "warmup")}
     validate_alert(Alert.model_validate(minimal).to_dict())
     assert "event" not in Alert.model_validate(minimal).to_dict()
+    assert "threshold" not in Alert.model_validate(minimal).to_dict()
+    with_threshold = {**VALID_ALERT, "threshold": 93.5}  # the threshold the score crossed (optional)
+    assert _schema_ok(ALERT_SCHEMA, with_threshold)
+    assert Alert.model_validate(with_threshold).to_dict()["threshold"] == 93.5
 
 
 FULL_ALERT: dict[str, Any] = {
@@ -228,7 +232,7 @@ def test_invalid_confidence_fields_rejected_by_schema(patch: dict[str, Any]) -> 
 @pytest.mark.parametrize(
     "patch",
     [
-        {"kind": "weird"}, {"score": 101}, {"score": -1}, {"count": 0}, {"confidence": 1.5},
+        {"kind": "weird"}, {"score": 101}, {"score": -1}, {"count": 0}, {"confidence": 1.5}, {"threshold": 101},
         {"severity": "unknown"}, {"schema_version": "2"}, {"time": "yesterday"}, {"extra": 1},
         {"entity": {"type": "planet", "id": "x"}}, {"evidence": {"event_ids": []}},
         {"explanation": {**VALID_ALERT["explanation"], "components": {"text": "high"}}},
