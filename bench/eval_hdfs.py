@@ -95,9 +95,8 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
     """Run the replay and compute the metrics (see the module docstring)."""
     import pyarrow.parquet as pq
 
-    from detection.session_score import SessionScorer
     from streams.replay import replay_records
-    from streams.runtime import build_pipeline
+    from streams.runtime import build_pipeline, build_sessions
     from streams.settings import Settings
 
     settings = Settings()
@@ -106,7 +105,7 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
     with tempfile.TemporaryDirectory(prefix="secstream-eval-") as tmp:
         out = Path(tmp)
         t0 = time.perf_counter()
-        scorer = None if sequence is None else SessionScorer(pipeline.encoder.dim, sequence=sequence)
+        _, scorer = build_sessions(settings, pipeline.encoder.dim, sequence=sequence)
         summary = replay_records(iter(recs), pipeline, out, batch_size=batch_size,
                                  sessionizer=Sessionizer(gap_s=gap_s), session_scorer=scorer)
         wall = time.perf_counter() - t0
@@ -138,7 +137,8 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
         "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
         "best_f1": round(float(f1s[best]), 4) if f1s.size else 0.0,
         "best_f1_threshold": round(float(thr[best]), 3) if f1s.size else None,
-        "sequence_model": sequence, "alerts": kinds, "wall_s": round(wall, 1),
+        "sequence_model": sequence, "alerts": kinds, "baseline": _baseline_stats(pipeline, scorer),
+        "wall_s": round(wall, 1),
         "events_per_s": round(summary.events / wall, 1) if wall else 0.0,
         "sessions_per_s": round(summary.sessions / wall, 1) if wall else 0.0,
     }
@@ -156,6 +156,15 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
                            title=f"HDFS sample, {len(blocks):,} blocks ({int(y.sum())} anomalous), prequential")
         result["pr_curve_png"] = str(png)
     return result
+
+
+def _baseline_stats(pipeline: Any, scorer: Any) -> dict[str, Any]:
+    """Exemplars, pending (quarantined) exemplars, rows held back and promotions, events and sessions."""
+    out: dict[str, Any] = {"admission_level": pipeline.detector.admit_below}
+    for name, base in (("events", pipeline.detector.baseline), ("sessions", scorer.baseline)):
+        out[name] = {"exemplars": len(base), "pending": base.pending(), "held": base.held,
+                     "promoted": base.promoted, "expired": base.expired}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

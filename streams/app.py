@@ -165,6 +165,7 @@ class Worker:
                     metrics.E2E_SECONDS.observe(max(0.0, now - ts))
             metrics.observe_outcome(outcome)
             metrics.BASELINE_EXEMPLARS.set(len(self.pipeline.detector.baseline))
+            metrics.observe_baseline("events", self.pipeline.detector.baseline)
             self._observe_cache()
 
     def _observe_cache(self) -> None:

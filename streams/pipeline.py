@@ -184,7 +184,8 @@ class Pipeline:
             self.store.upsert(EVENTS, [self._point(j, doc, scores[j], batch) for j, doc in enumerate(docs)])
         t5 = time.perf_counter()
         ids = [d["event_id"] for d in docs]
-        self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs)
+        times = np.array([e.time.timestamp() for e in events], dtype=np.float64)
+        self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs, times=times)
         self.encoder.update(docs)
         t6 = time.perf_counter()
         out.results = [s for s in slots if s is not None]
