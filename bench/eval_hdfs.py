@@ -99,9 +99,8 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
     """Run the replay and compute the metrics (see the module docstring)."""
     import pyarrow.parquet as pq
 
-    from detection.session_score import SessionScorer
     from streams.replay import replay_records
-    from streams.runtime import build_pipeline, build_threshold
+    from streams.runtime import build_pipeline, build_sessions, build_threshold
     from streams.session_stage import SessionStage
     from streams.settings import Settings
 
@@ -113,7 +112,7 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
     with tempfile.TemporaryDirectory(prefix="secstream-eval-") as tmp:
         out = Path(tmp)
         t0 = time.perf_counter()
-        scorer = SessionScorer(pipeline.encoder.dim, **({} if sequence is None else {"sequence": sequence}))
+        _, scorer = build_sessions(settings, pipeline.encoder.dim, sequence=sequence)
         sz = Sessionizer(gap_s=gap_s)
         stage = SessionStage(scorer, lambda: sz, threshold=build_threshold(settings),
                              model_version=pipeline.model_version)
@@ -159,7 +158,8 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
         "precision_at_floor": round(pf, 4), "recall_at_floor": round(rf, 4), "f1_at_floor": round(ff, 4),
         "best_f1": round(float(f1s[best]), 4) if f1s.size else 0.0,
         "best_f1_threshold": round(float(thr[best]), 3) if f1s.size else None,
-        "sequence_model": sequence, "alerts": kinds, "wall_s": round(wall, 1),
+        "sequence_model": sequence, "alerts": kinds, "baseline": _baseline_stats(pipeline, scorer),
+        "wall_s": round(wall, 1),
         "events_per_s": round(summary.events / wall, 1) if wall else 0.0,
         "sessions_per_s": round(summary.sessions / wall, 1) if wall else 0.0,
     }
@@ -177,6 +177,15 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
                            title=f"HDFS sample, {len(blocks):,} blocks ({int(y.sum())} anomalous), prequential")
         result["pr_curve_png"] = str(png)
     return result
+
+
+def _baseline_stats(pipeline: Any, scorer: Any) -> dict[str, Any]:
+    """Exemplars, pending (quarantined) exemplars, rows held back and promotions, events and sessions."""
+    out: dict[str, Any] = {"admission_level": pipeline.detector.admit_below}
+    for name, base in (("events", pipeline.detector.baseline), ("sessions", scorer.baseline)):
+        out[name] = {"exemplars": len(base), "pending": base.pending(), "held": base.held,
+                     "promoted": base.promoted, "expired": base.expired}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,9 +53,11 @@ class TailCalibrator:
         less = cum[b] + 0.5 * self._hist[b]  # half of the own bin: ties are not "rarer"
         return self._combine(raw, less / (self._n + 1.0))
 
-    def score_sequence(self, raw: np.ndarray) -> np.ndarray:
+    def score_sequence(self, raw: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         """Scores for a batch in stream order: value ``i`` is ranked against the past
-        plus values ``0..i-1`` of the batch (prequential), without changing state."""
+        plus values ``0..i-1`` of the batch (prequential), without changing state.
+        ``weights`` (0/1 per value) leaves out batch values the caller will not
+        :meth:`update` with, so the ranking matches a one-by-one run."""
         raw = np.asarray(raw, dtype=np.float64)
         n = raw.size
         if n == 0:
@@ -63,10 +65,13 @@ class TailCalibrator:
         cum = np.concatenate([[0.0], np.cumsum(self._hist)])
         b = self._bin(raw)
         earlier = np.tri(n, k=-1, dtype=bool)  # earlier[i, j]: j comes before i
+        weighted = weights is not None and not np.all(weights)
+        if weighted:
+            earlier &= np.asarray(weights, dtype=bool)[None, :]
         less_in_batch = (earlier & (b[None, :] < b[:, None])).sum(axis=1)
         tie_in_batch = (earlier & (b[None, :] == b[:, None])).sum(axis=1)
         less = cum[b] + 0.5 * self._hist[b] + less_in_batch + 0.5 * tie_in_batch
-        total = self._n + np.arange(n)
+        total = self._n + (earlier.sum(axis=1) if weighted else np.arange(n))
         return self._combine(raw, less / (total + 1.0))
 
     def _combine(self, raw: np.ndarray, p: np.ndarray) -> np.ndarray:

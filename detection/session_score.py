@@ -34,9 +34,15 @@ established invariants (``gate``), the kNN/transition score is scaled into
 that (short streams, streams without count structure) it is used as is.
 
 Score = max of the calibrated scores (kNN, transition and sequence gated as above). Prequential: :meth:`SessionScorer.process`
-scores a session, then learns it. Optional robust admission (``admit_below``):
-a session joins the kNN baseline only if it scored below that value (measured on
-HDFS: it locks out patterns first seen after warm-up and lowers ROC-AUC; off by default).
+scores a session, then learns it. Robust admission (``admit_below``, :mod:`detection.admission`):
+a session that scored at or above it after warm-up does not join the kNN baseline (its
+calibration counts it unless it repeats a pending one); it waits in the quarantine and is
+promoted once sessions near it (similarity >= ``promote_at``) recur ``promote_count`` times
+over ``promote_span_s`` of event time (their close times).
+A pure gate, without promotion, measured on HDFS: it locks out patterns first seen after
+warm-up and lowers ROC-AUC. With quarantine and promotion (on by default), measured on
+HDFS: ROC-AUC, PR-AUC and F1 unchanged (0.9978, 0.8598, 0.9495); the 531 sessions held are
+those that alerted, 213 pending exemplars were promoted.
 
 Confidence and explanation (:mod:`detection.confidence`): a score carries its
 confidence (closed sessions learned, support of the listed nearest sessions, age
@@ -60,12 +66,12 @@ from typing import Any
 
 import numpy as np
 
+from detection.admission import GatedBaseline
 from detection.alerts import alert_id, alert_severity
 from detection.calibration import TailCalibrator
 from detection.confidence import ConfidenceBasis, session_confidence, template_frequency
 from detection.explain import component_shares
 from detection.invariants import InvariantMiner, InvariantResult
-from detection.novelty import ExemplarBaseline
 from detection.sequence import END, START, OnlineSequenceScorer, SequenceSurprise
 from detection.sessions import Session, iso_time
 
@@ -182,14 +188,18 @@ class SessionScorer:
                  admit_below: float | None = None, neighbours: int = 3, invariants: bool = True,
                  gate: float = 0.89, min_hold: float = 0.95, zero_rate: float = 0.007, confidence: float = 0.99,
                  sequence: bool | OnlineSequenceScorer = False, sequence_scale: float = 10.0,
-                 template_warmup: int = 5, unusual_p: float = 0.1, transitions: int = 3) -> None:
+                 template_warmup: int = 5, unusual_p: float = 0.1, transitions: int = 3,
+                 ttl_s: float = 30 * 86_400.0, quarantine: int = 10_000, promote_count: int = 5,
+                 promote_span_s: float = 600.0, promote_at: float = 0.95) -> None:
         if not 0.0 <= bag_weight <= 1.0:
             raise ValueError(f"bag_weight must be in [0, 1], got {bag_weight}")
         if sequence_scale <= 0:
             raise ValueError(f"sequence_scale must be > 0, got {sequence_scale}")
         self.dim, self.bag_dim, self.bag_weight = dim, bag_dim, bag_weight
         self.parts = {"events": slice(0, dim), "templates": slice(dim, dim + bag_dim)}
-        self.baseline = ExemplarBaseline(dim + bag_dim, capacity=capacity, k=k, merge_at=merge_at)
+        self.baseline = GatedBaseline(dim + bag_dim, capacity=capacity, k=k, merge_at=merge_at, ttl_s=ttl_s,
+                                      quarantine=quarantine, promote_count=promote_count,
+                                      promote_span_s=promote_span_s, promote_at=promote_at)
         self.knn_cal = TailCalibrator(scale=scale, decades=decades)
         self.markov = MarkovSurprise(alpha=alpha)
         self.surprise_cal = TailCalibrator(scale=1.0, decades=decades)
@@ -269,9 +279,13 @@ class SessionScorer:
 
     def learn(self, session: Session, result: SessionScore) -> None:
         """Fold a scored session into the state (robust admission applies to the kNN baseline only)."""
-        if self.admit_below is None or result.warmup or result.score < self.admit_below:
-            v = result.vector if result.vector is not None else self.vector(session)
-            self.baseline.learn(v[None, :], [session.session_id], [session_summary(session)])
+        admitted = self.admit_below is None or result.warmup or result.score < self.admit_below
+        v = result.vector if result.vector is not None else self.vector(session)
+        # a held copy of a pending session is not calibrated again (one per pending exemplar, not its volume)
+        repeat = not admitted and bool(self.baseline.pending_duplicates(v[None, :])[0])
+        self.baseline.learn(v[None, :], [session.session_id], [session_summary(session)], [session.end],
+                            None if admitted else np.zeros(1, dtype=bool))
+        if not repeat:
             self.knn_cal.update(np.array([result.knn_raw]))
         self.surprise_cal.update(np.array([min(result.surprise / self.surprise_scale, 2.0)]))
         self.markov.learn(session.sequence)

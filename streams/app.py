@@ -193,6 +193,7 @@ class Worker:
             metrics.observe_outcome(outcome)
             metrics.observe_threshold("event", self.pipeline.alert_threshold)
             metrics.BASELINE_EXEMPLARS.set(len(self.pipeline.detector.baseline))
+            metrics.observe_baseline("events", self.pipeline.detector.baseline)
             self._observe_cache()
 
     def _observe_cache(self) -> None:

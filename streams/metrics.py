@@ -62,6 +62,18 @@ CONSUMER_LAG = Gauge("secstream_consumer_lag_messages", "Highwater minus positio
 STORE_POINTS = Gauge("secstream_store_points", "Points in a store collection.", ["collection"], registry=REGISTRY)
 BASELINE_EXEMPLARS = Gauge("secstream_baseline_exemplars", "Exemplars in the in-memory kNN baseline.",
                            registry=REGISTRY)
+BASELINE_QUARANTINED = Gauge("secstream_baseline_quarantined",
+                             "Pending exemplars in the quarantine of a kNN baseline (held anomalies waiting to "
+                             "recur), by baseline (events, sessions).", ["baseline"], registry=REGISTRY)
+BASELINE_HELD = Counter("secstream_baseline_held_total",
+                        "Events or sessions scored at or above the admission level and held out of the kNN "
+                        "baseline, by baseline.", ["baseline"], registry=REGISTRY)
+BASELINE_PROMOTED = Counter("secstream_baseline_promoted_total",
+                            "Pending exemplars promoted into the kNN baseline after recurring persistently, "
+                            "by baseline.", ["baseline"], registry=REGISTRY)
+BASELINE_EXPIRED = Counter("secstream_baseline_expired_total",
+                           "Exemplars dropped by the TTL (not seen for SECSTREAM_BASELINE_TTL_S), by baseline.",
+                           ["baseline"], registry=REGISTRY)
 TEXT_CACHE = Counter("secstream_text_cache_total", "Text embedding cache lookups, by result (hit, miss).",
                      ["result"], registry=REGISTRY)
 ALERT_THRESHOLD = Gauge("secstream_alert_threshold_score",
@@ -109,6 +121,9 @@ for _verdict in ("false_positive", "true_positive"):
         FEEDBACK.labels(_verdict, _result)
 for _reason in ("gap", "max_events", "max_duration", "flush"):
     SESSIONS_CLOSED.labels(_reason)
+for _base in ("events", "sessions"):
+    for _metric in (BASELINE_QUARANTINED, BASELINE_HELD, BASELINE_PROMOTED, BASELINE_EXPIRED):
+        _metric.labels(_base)
 
 
 def serve(port: int, host: str = "0.0.0.0") -> None:
@@ -139,6 +154,29 @@ def observe_outcome(outcome: "BatchOutcomeLike") -> None:
         STAGE_SECONDS.labels(stage).observe(seconds)
     ENCODE_SECONDS.observe(outcome.timings.get("encode", 0.0))
     UPSERT_SECONDS.observe(outcome.timings.get("upsert", 0.0))
+
+
+_baseline_seen: dict[str, tuple[int, int, int]] = {}
+
+
+def observe_baseline(name: str, baseline: GatedBaselineLike) -> None:
+    """Quarantine size and the held / promoted / expired counts of a kNN baseline (``events``, ``sessions``);
+    its counts are per process, so the counters move by what changed since the last call."""
+    now = (baseline.held, baseline.promoted, baseline.expired)
+    last = _baseline_seen.get(name, (0, 0, 0))
+    for counter, a, b in zip((BASELINE_HELD, BASELINE_PROMOTED, BASELINE_EXPIRED), now, last):
+        if a > b:
+            counter.labels(name).inc(a - b)
+    _baseline_seen[name] = now
+    BASELINE_QUARANTINED.labels(name).set(baseline.pending())
+
+
+class GatedBaselineLike:  # typing aid only; detection.admission.GatedBaseline satisfies it
+    held: int
+    promoted: int
+    expired: int
+
+    def pending(self) -> int: ...
 
 
 class BatchOutcomeLike:  # typing aid only; the pipeline's BatchOutcome satisfies it

@@ -218,11 +218,12 @@ class Pipeline:
         if self.store is not None and fresh:
             self.store.upsert(EVENTS, [self._point(j, docs[j], scores[j], batch) for j in fresh])
         t5 = time.perf_counter()
+        times = np.array([e.time.timestamp() for e in events], dtype=np.float64)  # exemplar first/last seen
         if len(fresh) == len(docs):
-            self._learn(batch, scores, ids, docs, entities)
+            self._learn(batch, scores, ids, docs, entities, times)
         elif fresh:
             self._learn(batch.rows(fresh), [scores[j] for j in fresh], [ids[j] for j in fresh],
-                        [docs[j] for j in fresh], [entities[j] for j in fresh])
+                        [docs[j] for j in fresh], [entities[j] for j in fresh], times[fresh])
         self.recent.add([ids[j] for j in fresh])
         # a re-delivered event was counted the first time: the rate is over distinct events
         self.alert_threshold.observe([scores[j].score for j in fresh if not scores[j].warmup])
@@ -234,8 +235,8 @@ class Pipeline:
         return out
 
     def _learn(self, batch: Any, scores: list[EventScore], ids: list[str], docs: list[dict[str, Any]],
-               entities: list[str]) -> None:
-        self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs)
+               entities: list[str], times: np.ndarray) -> None:
+        self.detector.learn(batch.dense, scores, ids, _Summaries(docs), batch.sparse, events=docs, times=times)
         self.detector.observe(batch.template_ids, entities)
         self.encoder.update(docs)
 

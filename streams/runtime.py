@@ -55,6 +55,12 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         warmup=settings.warmup_events,
         scale=settings.novelty_scale,
         decades=settings.tail_decades,
+        admit_below=settings.admission_level(),
+        ttl_s=settings.baseline_ttl_s,
+        quarantine=settings.baseline_quarantine,
+        promote_count=settings.baseline_promote_count,
+        promote_span_s=settings.baseline_promote_span_s,
+        promote_at=settings.baseline_promote_at,
     )
     return Pipeline(
         encoder,
@@ -67,14 +73,19 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
     )
 
 
-def build_sessions(settings: Settings, dim: int) -> tuple[Sessionizer, SessionScorer]:
-    """Sessionizer and session scorer with the configured parameters."""
+def build_sessions(settings: Settings, dim: int, *, sequence: bool | None = None) -> tuple[Sessionizer, SessionScorer]:
+    """Sessionizer and session scorer with the configured parameters (``sequence``: force the
+    online sequence model on or off; None: on with ``SECSTREAM_SESSION_MODEL``, else off)."""
     sessionizer = Sessionizer(gap_s=settings.session_gap_s, max_events=settings.session_max_events,
                               max_duration_s=settings.session_max_duration_s)
-    sequence: bool | OnlineSequenceScorer = False
-    if settings.session_model:  # a trained sequence model, fine-tuned further on the stream
-        sequence = OnlineSequenceScorer(load_artifact(settings.session_model).model)
-    scorer = SessionScorer(dim, k=settings.session_knn_k, warmup=settings.session_warmup, sequence=sequence)
+    seq: bool | OnlineSequenceScorer = bool(sequence)
+    if settings.session_model and sequence is not False:  # a trained sequence model, fine-tuned further on the stream
+        seq = OnlineSequenceScorer(load_artifact(settings.session_model).model)
+    scorer = SessionScorer(dim, k=settings.session_knn_k, warmup=settings.session_warmup, sequence=seq,
+                           admit_below=settings.admission_level(), ttl_s=settings.baseline_ttl_s,
+                           quarantine=settings.baseline_quarantine, promote_count=settings.baseline_promote_count,
+                           promote_span_s=settings.baseline_promote_span_s,
+                           promote_at=settings.baseline_promote_at)
     return sessionizer, scorer
 
 

@@ -151,6 +151,8 @@ class SessionAgent(TableAgent):
             metrics.SESSIONS_ROLLING.inc(outcome.rolling)
         metrics.SESSIONS_OPEN.set(self.stage.open_sessions())
         metrics.observe_threshold("session", self.stage.alert_threshold)
+        if outcome.closed:
+            metrics.observe_baseline("sessions", self.stage.scorer.baseline)
 
     async def _persist(self, partition: int, outcome: SessionOutcome) -> list[Any]:
         writes: list[tuple[bytes, Any]] = []

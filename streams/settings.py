@@ -68,6 +68,20 @@ class Settings(BaseSettings):
     tail_decades: float = Field(default=2.0, gt=0, le=6)  # score 100 = rarer than 1 in 10**decades
     recent_event_ids: int = Field(default=100_000, ge=0)  # ids of learned events kept: a re-sent one is not relearned
 
+    # Robust baseline (events and sessions, detection/admission.py): what scores at or above the
+    # admission level after warm-up does not join the kNN baseline; it waits in a quarantine of
+    # pending exemplars and is promoted once its neighbourhood (similarity >= PROMOTE_AT) holds
+    # PROMOTE_COUNT events over PROMOTE_SPAN_S of event time. 5 = the event kNN's k (a promoted
+    # behaviour is familiar at once); 600 s = the dedup window, so a burst that fits one alert
+    # group stays anomalous (one alert with its count) and only what outlasts it is learned.
+    baseline_gate: bool = True
+    baseline_admit_below: float = Field(default=0.0, ge=0, le=100)  # 0 = the alert threshold
+    baseline_promote_count: int = Field(default=5, ge=1)
+    baseline_promote_span_s: float = Field(default=600.0, ge=0)
+    baseline_promote_at: float = Field(default=0.95, ge=-1, le=1)  # cosine similarity
+    baseline_quarantine: int = Field(default=10_000, ge=0)  # pending exemplars kept; 0 = drop what is held
+    baseline_ttl_s: float = Field(default=30 * 86_400.0, ge=0)  # exemplars unseen this long go; 0 = never
+
     # Sessions (replay and the worker's session agent).
     # Key kinds tried in order (session_id, user+host, src_ip, host, user, regex); "regex"
     # takes the first match of session_key_regex in the message (HDFS: blk_-?\d+).
@@ -188,6 +202,12 @@ class Settings(BaseSettings):
         if sum(self.weights().values()) <= 0:
             raise ValueError("at least one of SECSTREAM_WEIGHT_{TEXT,CATEGORICAL,NUMERICAL,NETWORK} must be > 0")
         return self
+
+    def admission_level(self) -> float | None:
+        """Score from which events and sessions stay out of the kNN baseline; None when the gate is off."""
+        if not self.baseline_gate:
+            return None
+        return self.baseline_admit_below or self.alert_threshold
 
     def weights(self) -> dict[str, float]:
         """Component weights as given (the encoder normalizes them to sum 1)."""

@@ -184,13 +184,18 @@ def test_a_false_positive_makes_its_evidence_normal_and_suppresses_re_sends(warm
 
 
 def test_a_true_positive_raises_similar_events_to_alerts_that_name_it(warmed: Pipeline) -> None:
+    def recurring(i: int) -> bytes:  # one copy every 2 minutes: a recurring behaviour the baseline promotes
+        doc = json.loads(odd(i))
+        doc["time"] = f"2026-01-01T02:{2 * i:02d}:00Z"
+        return json.dumps(doc).encode()
+
     k = warmed.detector.baseline.k
-    seen = [warmed.process([odd(i)]) for i in range(k + 4)]  # repeated until the detector finds it familiar
+    seen = [warmed.process([recurring(i)]) for i in range(k + 6)]  # until the detector finds it familiar
     assert seen[0].alerts and not seen[-1].alerts, [s.accepted[0].score for s in seen]
     tp_id = seen[0].alerts[0]["alert_id"]
     warmed.feedback.add(tp_id, TRUE_POSITIVE, "event_anomaly", "event", evidence(warmed, seen[0]),
                         note="credential dumping")
-    out = warmed.process([odd(50)])
+    out = warmed.process([recurring(25)])
     acc = out.accepted[0]
     assert acc.alert and acc.score >= warmed.threshold
     doc = out.alerts[0]
