@@ -4,8 +4,9 @@ Qdrant engine, verdicts published by the real CLI (`secstream feedback`).
 - false positive: after the verdict is applied, re-sending the same evidence (new event ids, same content)
   publishes no alert: the detector has learned it as normal, and what it still raises the alerts stage
   suppresses (``secstream_alerts_suppressed_total``; the suppression itself: tests/unit/test_feedback.py);
-- true positive: copies of a confirmed anomaly keep alerting after the detector would have found them
-  familiar (each copy is raised and folded into the confirmed alert's group);
+- true positive: copies of a confirmed anomaly keep alerting (each copy is raised and folded into the
+  confirmed alert's group; that a confirmed pattern alerts even once the baseline has promoted it is
+  tests/unit/test_feedback.py);
 - every published alert is stored in the ``alerts`` collection, which is what verdicts and
   ``secstream hunt --like ALERT_ID`` resolve.
 """
@@ -85,7 +86,7 @@ def test_verdicts_suppress_false_positives_and_keep_confirmed_patterns_alerting(
             worker.wait_metric("secstream_feedback_total", 1, labels='result="applied",verdict="false_positive"')
             worker.wait_metric("secstream_feedback_total", 1, labels='result="applied",verdict="true_positive"')
 
-            copies = 12  # more than the k (5) copies after which the detector finds an event familiar
+            copies = 12
             send(bs, [odd("fp", i, FP_MESSAGE, "vssadmin.exe") for i in range(1, 4)]
                  + [odd("tp", i, TP_MESSAGE, "mimikatz.exe") for i in range(1, copies + 1)])
             n += 3 + copies
