@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
-from kafka_helpers import WorkerProc, create_topic, drain
+from kafka_helpers import WorkerProc, create_topic, drain, metric
 
 from schemas.models import validate_alert
 from streams.broker import EmbeddedBroker
@@ -40,6 +40,9 @@ def test_worker_publishes_each_situation_once_with_counts(tmp_path: Path) -> Non
             worker.wait_processed(len(values))
             sums = worker.wait_alerts_settled()
             assert sums.get("secstream_alerts_raised_total", 0.0) > 0
+            for kind in ("event", "session", "entity"):  # each score kind's threshold, reported
+                assert metric(worker.port, "secstream_alert_threshold_score", f'kind="{kind}"') >= 90.0
+            assert metric(worker.port, "secstream_baseline_quarantined", 'baseline="events"') >= 1  # held out
         finally:
             code = worker.stop()
         assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
@@ -47,6 +50,12 @@ def test_worker_publishes_each_situation_once_with_counts(tmp_path: Path) -> Non
 
     for doc in docs:
         validate_alert(doc)
+        # every alert says how much evidence backs it and which warm-ups apply (issue 6, point 3)
+        assert 0.0 <= doc["confidence"] <= 1.0 and isinstance(doc["warmup_reasons"], list), doc
+    own = [d for d in docs if d["kind"] == "event_anomaly" and d["explanation"]["neighbours"]
+           and "template_frequency" in d["explanation"]]
+    assert own and all(d["confidence_basis"]["neighbours"] == len(d["explanation"]["neighbours"]) for d in own)
+    assert all("transitions" in d["explanation"] for d in docs if d["kind"] == "session_anomaly")
     by_id: dict[str, list[dict]] = {}
     for doc in docs:
         by_id.setdefault(doc["alert_id"], []).append(doc)
@@ -65,7 +74,8 @@ def test_worker_publishes_each_situation_once_with_counts(tmp_path: Path) -> Non
 
 def test_200_copies_of_an_anomaly_within_a_minute_are_one_alert_with_count_200(tmp_path: Path) -> None:
     """Issue 6 target, end to end: the robust baseline keeps every copy anomalous (none is learned as normal),
-    dedup folds them into one alert, published once and then as updates of it, the last with count 200."""
+    dedup folds them into one alert, published once and then as updates of it, the last with count 200;
+    rendered as OCSF Detection Findings by the setting."""
 
     def normal(i: int) -> bytes:
         return json.dumps({"event_id": f"n-{i}", "time": f"2026-01-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z",
@@ -81,7 +91,7 @@ def test_200_copies_of_an_anomaly_within_a_minute_are_one_alert_with_count_200(t
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
         asyncio.run(create_topic(broker.bootstrap, "secstream.events", partitions=1))
         worker = WorkerProc(broker.bootstrap, tmp_path / "data", tmp_path / "worker.log",
-                            SECSTREAM_WARMUP_EVENTS="50", SECSTREAM_BATCH_SIZE="100")
+                            SECSTREAM_WARMUP_EVENTS="50", SECSTREAM_BATCH_SIZE="100", SECSTREAM_ALERT_FORMAT="ocsf")
         try:
             values = [normal(i) for i in range(400)] + [copy(i) for i in range(200)]
             assert asyncio.run(produce_values(broker.bootstrap, "secstream.events", values)) == len(values)
@@ -92,12 +102,13 @@ def test_200_copies_of_an_anomaly_within_a_minute_are_one_alert_with_count_200(t
         assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
         docs = [json.loads(v) for _, v in asyncio.run(drain(broker.bootstrap, "secstream.alerts"))]
 
-    copies = [d for d in docs if d["kind"] == "event_anomaly"
-              and any(e.startswith("copy-") for e in d["evidence"]["event_ids"])]
-    assert copies, [d["title"] for d in docs]
-    assert len({d["alert_id"] for d in copies}) == 1, [(d["alert_id"], d["count"]) for d in copies]
-    assert not copies[0].get("update") and all(d.get("update") for d in copies[1:])
+    # published as OCSF Detection Findings (SECSTREAM_ALERT_FORMAT=ocsf): Create, then Update activities
+    assert docs and all(d["class_uid"] == 2004 for d in docs)
+    copies = [d for d in docs if any(str(r["uid"]).startswith("copy-")
+                                     for r in d["finding_info"].get("related_events") or [])]
+    assert copies, [d["finding_info"]["title"] for d in docs]
+    uids = {d["finding_info"]["uid"] for d in copies}
+    assert len(uids) == 1, [(d["finding_info"]["uid"], d["count"]) for d in copies]
+    assert copies[0]["activity_id"] == 1 and all(d["activity_id"] == 2 for d in copies[1:])
     assert len(copies) <= 6  # one alert and a few updates (one per alerts-agent batch it spanned)
-    assert copies[-1]["count"] == 200 and copies[-1]["first_seen"].startswith("2026-01-01T01:00:00")
-    for d in copies:
-        validate_alert(d)
+    assert copies[-1]["count"] == 200
