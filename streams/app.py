@@ -31,6 +31,7 @@ from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
 from streams.pipeline import EVENTS as EVENTS_COLLECTION
 from streams.pipeline import BatchOutcome, Pipeline
 from streams.feedback_agent import FeedbackAgent
+from streams.health import Health
 from streams.session_agent import SessionAgent, encode_steps
 from streams.session_stage import SessionStage
 from streams.runtime import build_deduper, stage_thresholds
@@ -92,7 +93,8 @@ class Worker:
 
     def __init__(self, settings: Settings, bootstrap: str, pipeline: Pipeline, *, state_dir: Any,
                  sessions: SessionStage | None = None, entities: EntityStage | None = None,
-                 sample: Callable[[], Iterable[bytes]] | None = None, out: TextIO | None = None) -> None:
+                 sample: Callable[[], Iterable[bytes]] | None = None, out: TextIO | None = None,
+                 health: Health | None = None) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.stage = sessions
@@ -101,6 +103,7 @@ class Worker:
         self.out = out or sys.__stdout__
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
         self._cache_seen = (0, 0)
+        self.health = health or Health()  # /healthz, /readyz (streams/health.py)
         s = settings
         self.app = faust.App(
             s.app_id,
@@ -154,6 +157,7 @@ class Worker:
         self._topics_ready = False
         self.app.agent(self.events_topic, name="events")(self._events_agent)
         self.app.timer(5.0, name="lag")(self._lag_timer)
+        self.app.timer(1.0, name="health")(self._health_timer)
         self.app.timer(s.state_interval_s, name="state")(self._state_timer)
         if s.print_alerts:
             self.app.agent(self.alerts_topic, name="alerts-printer")(self._print_alerts)
@@ -228,6 +232,15 @@ class Worker:
         if sends:  # wait for the broker's acks before the batch's offsets can be committed
             await asyncio.gather(*sends)
 
+    async def _health_timer(self) -> None:
+        """Beat (the loop runs) and say whether this worker can take traffic (streams/health.py)."""
+        self.health.beat()
+        if not self._topics_ready:
+            self.health.set_ready(False, "creating output topics")
+            return
+        mine = [tp for tp in self.app.consumer.assignment() if tp.topic == self.settings.topic_events]
+        self.health.set_ready(bool(mine), "" if mine else f"no partition of {self.settings.topic_events} assigned")
+
     async def _lag_timer(self) -> None:
         consumer = self.app.consumer
         for tp in consumer.assignment():
@@ -296,5 +309,6 @@ class Worker:
         except SystemExit:
             pass
         finally:
+            self.health.set_ready(False, "shutting down")
             self.executor.submit(self.save).result(timeout=60)
             self.executor.shutdown(wait=True)

@@ -69,6 +69,7 @@ def _existing_file(path: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from streams.app import Worker
     from streams.broker import EmbeddedBroker
+    from streams.health import Health
     from streams.metrics import serve
     from detection.feedback import FeedbackMemory
     from streams.runtime import (
@@ -104,9 +105,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update={"data_dir": data_dir})
     store = None
     try:
-        serve(settings.metrics_port, settings.metrics_host)
+        health = Health()
+        serve(settings.metrics_port, settings.metrics_host, health=health)
         if settings.metrics_port:
-            print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics", file=sys.stderr, flush=True)
+            print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics (probes: /healthz, /readyz)",
+                  file=sys.stderr, flush=True)
         store = build_store(settings)
         pipeline = build_pipeline(settings, store)
         load_state(pipeline, settings.data_dir / "state")
@@ -123,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("feeding the bundled sample stream; alerts follow as they are published", file=sys.stderr,
                   flush=True)
         worker = Worker(settings, bootstrap, pipeline, state_dir=settings.data_dir / "state", sessions=stage,
-                        entities=entities, sample=sample)
+                        entities=entities, sample=sample, health=health)
         worker.run(settings.log_level)
     finally:
         if store is not None:

@@ -7,7 +7,12 @@ DLQ reason codes, alert kinds and severities), never from event content.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import threading
+from typing import Any
+from wsgiref.simple_server import make_server
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -126,10 +131,27 @@ for _base in ("events", "sessions"):
         _metric.labels(_base)
 
 
-def serve(port: int, host: str = "0.0.0.0") -> None:
-    """Serve /metrics on ``host:port`` in a daemon thread (port 0 disables)."""
-    if port:
+def serve(port: int, host: str = "0.0.0.0", health: Any = None) -> None:
+    """Serve /metrics on ``host:port`` in a daemon thread (port 0 disables); with ``health``
+    (:class:`streams.health.Health`) also ``/healthz`` (live) and ``/readyz`` (ready)."""
+    if not port:
+        return
+    if health is None:
         start_http_server(port, addr=host, registry=REGISTRY)
+        return
+    metrics_app = make_wsgi_app(REGISTRY)
+    probes = {"/healthz": health.live, "/readyz": health.ready}
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        probe = probes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics_app(environ, start_response)
+        ok, why = probe()
+        start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8")])
+        return [(why + "\n").encode("utf-8")]
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics-http").start()
 
 
 def observe_threshold(kind: str, threshold: ThresholdLike) -> None:

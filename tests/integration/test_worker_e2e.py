@@ -10,6 +10,7 @@ again (after a worker restart) adds no points.
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 import json
 from pathlib import Path
 
@@ -86,6 +87,9 @@ def test_worker_end_to_end(tmp_path: Path) -> None:
             assert sent == len(messages)
             worker.wait_processed(len(messages))
             worker.wait_alerts_settled()
+            for probe in ("healthz", "readyz"):  # live, and holding its partition (streams/health.py)
+                with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/{probe}", timeout=5) as resp:
+                    assert resp.status == 200 and resp.read() == b"ok\n"
         finally:
             code = worker.stop()
         assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]

@@ -1,0 +1,38 @@
+"""Worker probes (streams/health.py) served with /metrics (streams/metrics.py), over real HTTP."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+from streams.broker import free_port
+from streams.health import Health
+from streams.metrics import serve
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_probes_follow_the_worker_state_and_metrics_still_answer() -> None:
+    health = Health(stall_s=0.3)
+    port = free_port()
+    serve(port, "127.0.0.1", health=health)
+    assert get(port, "/healthz") == (200, "starting\n")  # before the loop beats: start-up is not a stall
+    assert get(port, "/readyz") == (503, "starting\n")
+    health.beat()
+    health.set_ready(False, "no partition of secstream.events assigned")
+    assert get(port, "/readyz") == (503, "no partition of secstream.events assigned\n")
+    health.set_ready(True)
+    assert get(port, "/healthz") == (200, "ok\n") and get(port, "/readyz") == (200, "ok\n")
+    time.sleep(0.5)  # the loop stopped beating
+    status, text = get(port, "/healthz")
+    assert status == 503 and "event loop silent" in text
+    assert get(port, "/readyz")[0] == 503  # not live is not ready
+    status, text = get(port, "/metrics")
+    assert status == 200 and "secstream_events_total" in text
