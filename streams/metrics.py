@@ -11,7 +11,14 @@ import threading
 from typing import Any
 from wsgiref.simple_server import make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    make_wsgi_app,
+    start_http_server,
+)
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
 REGISTRY = CollectorRegistry(auto_describe=True)
