@@ -29,7 +29,8 @@ BENCHES = {"encode": "bench.encode", "eval-hdfs": "bench.eval_hdfs", "sample": "
            "store": "bench.store_compare", "quantization": "bench.quantization",
            "sessions-memory": "bench.session_memory", "sessions-store": "bench.session_store",
            "entity-update": "bench.entity_update",
-           "entity-drift": "bench.entity_scenario", "alerts": "bench.alert_volume"}
+           "entity-drift": "bench.entity_scenario", "alerts": "bench.alert_volume",
+           "fuzz": "bench.fuzz"}
 TRAINABLE = ("categorical", "sessions")
 log = logging.getLogger("secstream")
 
