@@ -146,7 +146,7 @@ class AlertAgent(TableAgent):
         for alert, match in suppressed:
             metrics.ALERTS_SUPPRESSED.labels(str(alert.get("kind", "unknown")), "feedback").inc()
             log.info("alert %s (%s) suppressed: %.3f similar to false positive %s", alert.get("alert_id"),
-                     alert.get("kind"), match.similarity, match.alert_id)
+                     alert.get("kind"), match.similarity, match.alert_id, extra={"alert_id": alert.get("alert_id")})
         return kept, vectors
 
     def _store_alerts(self, docs: list[dict[str, Any]], vectors: dict[str, Carried]) -> None:

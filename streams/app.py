@@ -28,13 +28,14 @@ from streams import metrics
 from streams.alert_agent import AlertAgent
 from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
-from streams.pipeline import EVENTS as EVENTS_COLLECTION
-from streams.pipeline import BatchOutcome, Pipeline
 from streams.feedback_agent import FeedbackAgent
 from streams.health import Health
+from streams.logs import OwnLevels, logging_config
+from streams.pipeline import EVENTS as EVENTS_COLLECTION
+from streams.pipeline import BatchOutcome, Pipeline
+from streams.runtime import build_deduper, stage_thresholds
 from streams.session_agent import SessionAgent, encode_steps
 from streams.session_stage import SessionStage
-from streams.runtime import build_deduper, stage_thresholds
 from streams.settings import Settings
 from streams.state import save_feedback, save_session_state, save_state, save_thresholds
 from streams.wire import dumps
@@ -86,6 +87,24 @@ def _trust_suffix(alert: dict[str, Any]) -> str:
     if confidence is not None and float(confidence) < 0.5:
         return f"  (low confidence {round(float(confidence) * 100)}%)"
     return ""
+
+
+class _FaustWorker(faust.Worker):
+    """Faust's worker, whose root log handler lets secstream's records through at ``own_level``."""
+
+    own_level: int = logging.INFO
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None  # its terminal escapes would prefix log lines in files and JSON logs
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        if logger.handlers:  # Faust set it to its own level; filter per logger instead (streams/logs.py)
+            handler = logger.handlers[0]
+            others = max(handler.level, level, logging.DEBUG)
+            handler.setLevel(logging.NOTSET)
+            handler.addFilter(OwnLevels(self.own_level, others))
 
 
 class Worker:
@@ -301,7 +320,10 @@ class Worker:
         # Faust's own INFO chatter (service start/stop trees) drowns the alerts on a
         # terminal: it logs at WARN unless debugging; secstream's loggers keep the level asked.
         faust_level = "debug" if loglevel == "debug" else "warn"
-        worker = faust.Worker(self.app, loglevel=faust_level, redirect_stdouts=False, console_port=0, quiet=True)
+        json_logs = self.settings.log_format == "json"  # Faust's records too, through our formatter
+        worker = _FaustWorker(self.app, loglevel=faust_level, redirect_stdouts=False, console_port=0, quiet=True,
+                              logging_config=logging_config(faust_level, "json") if json_logs else None)
+        worker.own_level = getattr(logging, loglevel.upper(), logging.INFO)
         for name in ("streams", "encoders", "detection", "secstream"):
             logging.getLogger(name).setLevel(loglevel.upper())
         try:

@@ -55,9 +55,12 @@ def _settings(**overrides: Any) -> Any:
         raise CliError(f"invalid setting {field}: {first['msg']}") from exc
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    import logging.config
+
+    from streams.logs import logging_config
+
+    logging.config.dictConfig(logging_config(level, fmt))
 
 
 def _existing_file(path: str) -> Path:
@@ -84,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.state import load_feedback, load_session_state, load_state, load_thresholds
 
     settings = _settings(metrics_port=args.metrics_port)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: stacks to stderr
     broker = None
     sample = None

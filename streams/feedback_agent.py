@@ -110,7 +110,8 @@ class FeedbackAgent:
             metrics.FEEDBACK.labels(verdict.verdict, result).inc()
             if result == "applied":
                 log.info("feedback applied: %s on alert %s%s", verdict.verdict, verdict.alert_id,
-                         f" ({verdict.note})" if verdict.note else "")
+                         f" ({verdict.note})" if verdict.note else "",
+                         extra={"alert_id": verdict.alert_id, "verdict": verdict.verdict})
             elif result == "not_found":
                 log.info("feedback on alert %s: not in this worker's store after %.0f s", verdict.alert_id,
                          self.retry_s)

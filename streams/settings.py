@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     sample_rate: float = Field(default=1000.0, gt=0)  # events/s when feeding the sample
     state_interval_s: float = Field(default=30.0, gt=0)  # how often detector/encoder state is saved
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line on stderr (streams/logs.py)
 
     @field_validator("kafka_bootstrap", "qdrant_url")
     @classmethod

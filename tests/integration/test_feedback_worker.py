@@ -65,7 +65,9 @@ def test_verdicts_suppress_false_positives_and_keep_confirmed_patterns_alerting(
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
         bs = broker.bootstrap
         asyncio.run(create_topic(bs, "secstream.events", partitions=1))
+        # JSON log lines (streams/logs.py), at info: the applied verdicts are logged with their alert ids
         worker = WorkerProc(bs, data, tmp_path / "worker.log", SECSTREAM_WARMUP_EVENTS="50",
+                            SECSTREAM_LOG_FORMAT="json", SECSTREAM_LOG_LEVEL="info",
                             SECSTREAM_ENTITY_TYPES="", SECSTREAM_ENTITY_JOIN_TYPES="",
                             SECSTREAM_BATCH_SIZE="100")
         try:
@@ -103,6 +105,11 @@ def test_verdicts_suppress_false_positives_and_keep_confirmed_patterns_alerting(
 
     for doc in docs:
         validate_alert(doc)
+    lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()
+             if line.startswith("{")]
+    applied = [r for r in lines if r["message"].startswith("feedback applied")]
+    assert {r["alert_id"] for r in applied} == {fp_alert[0]["alert_id"], tp_alert[0]["alert_id"]}, applied
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in lines)
     fp_ids = {d["alert_id"] for d in alerts_on(docs, "fp-")}
     assert fp_ids == {fp_alert[0]["alert_id"]}, "a re-sent false positive was published"
     assert all(d["count"] == 1 for d in alerts_on(docs, "fp-")), "a re-sent false positive was folded in"
