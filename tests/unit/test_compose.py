@@ -154,3 +154,28 @@ def test_dockerfile_installs_cpu_torch_first() -> None:
     assert torch < project
     assert re.search(r"HF_HUB_OFFLINE=1", text)
     assert 'ENTRYPOINT ["secstream"]' in text and 'CMD ["run"]' in text
+
+
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+
+def test_alert_rules_are_loaded_and_use_real_metrics(compose: dict[str, Any], prometheus: dict[str, Any]) -> None:
+    from streams.metrics import REGISTRY
+
+    mounts = compose["services"]["prometheus"]["volumes"]
+    target = next(m.split(":")[1] for m in mounts if m.startswith("./deploy/prometheus/alerts.yml"))
+    assert prometheus["rule_files"] == [target]
+    families = list(REGISTRY.collect())  # a labelled family with no child yet has no samples: use its name
+    exposed = {f"{fam.name}{suffix}" for fam in families for suffix in ("", "_total", "_count", "_sum", "_bucket")}
+    rules = [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+    assert {"SecstreamConsumerLagGrowing", "SecstreamDLQSpike", "SecstreamNoEvents"} <= {r["alert"] for r in rules}
+    for rule in rules:
+        used = set(re.findall(r"secstream_[a-z_]+", rule["expr"]))
+        assert used <= exposed, (rule["alert"], used - exposed)
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+
+
+def test_two_workers_share_the_partitions(compose: dict[str, Any]) -> None:
+    replicas = compose["services"]["worker"]["deploy"]["replicas"]
+    assert 2 <= replicas <= int(_worker_env(compose)["SECSTREAM_TOPIC_PARTITIONS"])
+    assert "container_name" not in compose["services"]["worker"]  # replicas need generated names
