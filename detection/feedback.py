@@ -6,8 +6,8 @@ vector of an ``event_anomaly`` alert, the session vector of a ``session_anomaly`
 and records it here, per vector *space* (``event``, ``session``):
 
 - **false positive**: the evidence joins the normal baseline (the caller teaches
-  the detector; :func:`normal_weight` copies, so it counts as familiar for a k-NN
-  with ``k`` neighbours), and any later alert of the same kind whose evidence is
+  the detector: :func:`teach_normal`, ``k`` copies, so it counts as familiar for a
+  k-NN with ``k`` neighbours), and any later alert of the same kind whose evidence is
   within cosine similarity ``suppress_at`` of it is suppressed: not published,
   counted with the reason ``feedback`` and the id of the verdict that suppressed it;
 - **true positive**: the evidence is kept as a labelled exemplar; a later event
@@ -45,7 +45,6 @@ __all__ = [
     "Verdict",
     "attach_vector",
     "confirmed_score",
-    "normal_weight",
     "parse_feedback",
     "screen",
     "take_vector",
@@ -148,16 +147,11 @@ def screen(memory: FeedbackMemory | None, raised: Sequence[tuple[dict[str, Any],
     return kept, vectors, suppressed
 
 
-def normal_weight(k: int) -> int:
-    """How many copies of a false positive's evidence the baseline learns: enough that a k-NN with
-    ``k`` neighbours covers its k neighbours with it alone (novelty 0 for an identical event)."""
-    return max(1, int(k))
-
-
 def teach_normal(baseline: Any, vector: np.ndarray, ident: str, summary: str) -> None:
     """Teach an :class:`detection.novelty.ExemplarBaseline` that ``vector`` (a false positive's evidence)
-    is normal: :func:`normal_weight` copies, which merge into one exemplar of that support."""
-    copies = normal_weight(baseline.k)
+    is normal: ``k`` copies (the baseline's k-NN ``k``), which merge into one exemplar of that support,
+    so an identical event finds its k neighbours in it alone (novelty 0)."""
+    copies = max(1, int(baseline.k))
     rows = np.repeat(np.asarray(vector, dtype=np.float32).reshape(1, -1), copies, axis=0)
     baseline.learn(rows, [ident] * copies, [summary] * copies)
 

@@ -153,32 +153,30 @@ class AlertAgent(TableAgent):
         """Upsert published documents into the ``alerts`` collection (see the module docstring)."""
         assert self.store is not None
         ids = [str(d["alert_id"]) for d in docs]
-        missing = [point_id(i) for i in ids if i not in vectors]  # updates: keep the vector stored first
-        stored = {p.id: p.dense for p in self.store.retrieve_points(ALERTS, missing)} if missing else {}
-        points = []
-        for doc, ident in zip(docs, ids):
-            vec = event_space(vectors.get(ident), self.dim)
-            if vec is None:
-                vec = stored.get(point_id(ident))
-            if vec is None:
-                vec = self._evidence_vector(doc)
-            if vec is None:
-                metrics.ALERTS_UNSTORED.inc()
-                continue
-            points.append(StorePoint(id=point_id(ident), dense=vec, payload=doc))
+        found = {i: v for i in ids if (v := event_space(vectors.get(i), self.dim)) is not None}
+        missing = [(i, d) for i, d in zip(ids, docs) if i not in found]
+        if missing:
+            found.update(self._stored_vectors(missing))
+        points = [StorePoint(id=point_id(i), dense=found[i], payload=d) for i, d in zip(ids, docs) if i in found]
+        metrics.ALERTS_UNSTORED.inc(len(ids) - len(points))
         if points:
             self.store.upsert(ALERTS, points)
 
-    def _evidence_vector(self, doc: dict[str, Any]) -> np.ndarray | None:
-        """The stored vector of the alert's first evidence event (alerts raised without a vector)."""
+    def _stored_vectors(self, missing: list[tuple[str, dict[str, Any]]]) -> dict[str, np.ndarray]:
+        """Vectors of alerts that came without one, in two store calls: an update keeps the vector its alert
+        was stored with; an alert raised without one (a drift, an overflow) takes its first evidence event's."""
         from streams.pipeline import EVENTS
 
         assert self.store is not None
-        ids = [str(e) for e in (doc.get("evidence") or {}).get("event_ids") or []][:1]
-        if not ids or self.store.attach(EVENTS) is None:
-            return None
-        found = self.store.retrieve_points(EVENTS, [point_id(ids[0])])
-        return found[0].dense if found and found[0].dense.shape[0] == self.dim else None
+        stored = {p.id: p.dense for p in self.store.retrieve_points(ALERTS, [point_id(i) for i, _ in missing])}
+        out = {i: stored[point_id(i)] for i, _ in missing if point_id(i) in stored}
+        first = {i: str(ev[0]) for i, d in missing if i not in out
+                 and (ev := (d.get("evidence") or {}).get("event_ids"))}
+        if first and self.store.attach(EVENTS) is not None:
+            events = {p.id: p.dense for p in self.store.retrieve_points(EVENTS, [point_id(e) for e in first.values()])}
+            out.update({i: events[point_id(e)] for i, e in first.items()
+                        if point_id(e) in events and events[point_id(e)].shape[0] == self.dim})
+        return out
 
     def _count(self, outcome: DedupOutcome) -> None:
         for doc in outcome.published:

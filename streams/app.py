@@ -22,7 +22,6 @@ from typing import Any, TextIO
 
 import faust
 
-from detection.feedback import FeedbackMemory
 from detection.sessions import iso_time
 from streams import metrics
 from streams.alert_agent import AlertAgent
@@ -144,8 +143,6 @@ class Worker:
         self.dlq_topic = self.app.topic(s.topic_dlq, partitions=1)
         self.alerts_topic = self.app.topic(s.topic_alerts, partitions=1)
         self.feedback_topic = self.app.topic(s.topic_feedback, partitions=1)
-        if pipeline.feedback is None:
-            pipeline.feedback = FeedbackMemory(suppress_at=s.feedback_suppress_at, confirm_at=s.feedback_confirm_at)
         # every raised alert goes through dedup (streams/alert_agent.py) before the alerts topic
         self.alerts = AlertAgent(self.app, lambda: build_deduper(s), self.executor, app_id=s.app_id,
                                  partitions=s.topic_partitions, batch_size=s.batch_size,
@@ -284,8 +281,7 @@ class Worker:
         save_state(self.pipeline, self.state_dir)
         if self.stage is not None:
             save_session_state(self.stage.scorer, self.state_dir, self.pipeline.model_version)
-        if self.pipeline.feedback is not None:
-            save_feedback(self.pipeline.feedback, self.state_dir, self.pipeline.model_version)
+        save_feedback(self.pipeline.feedback, self.state_dir, self.pipeline.model_version)
         save_thresholds(self.state_dir, self.pipeline.model_version, self.thresholds)
         if self.pipeline.store is not None:
             self.pipeline.store.flush()

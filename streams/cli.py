@@ -75,7 +75,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from streams.broker import EmbeddedBroker
     from streams.health import Health
     from streams.metrics import serve
-    from detection.feedback import FeedbackMemory
     from streams.runtime import (
         build_entity_stage,
         build_pipeline,
@@ -84,7 +83,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         settle_heap,
         stage_thresholds,
     )
-    from streams.state import load_feedback, load_session_state, load_state, load_thresholds
+    from streams.state import (
+        load_feedback,
+        load_session_state,
+        load_state,
+        load_thresholds,
+    )
 
     settings = _settings(metrics_port=args.metrics_port)
     _setup_logging(settings.log_level, settings.log_format)
@@ -117,8 +121,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         store = build_store(settings)
         pipeline = build_pipeline(settings, store)
         load_state(pipeline, settings.data_dir / "state")
-        pipeline.feedback = FeedbackMemory(suppress_at=settings.feedback_suppress_at,
-                                           confirm_at=settings.feedback_confirm_at)
         load_feedback(pipeline.feedback, settings.data_dir / "state", pipeline.model_version)
         stage = build_session_stage(settings, pipeline, store)
         load_session_state(stage.scorer, settings.data_dir / "state", pipeline.model_version)
@@ -379,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv[:1] == ["tune-weights"]:  # all its options belong to the tool (argparse REMAINDER
-            from bench.tune_weights import main as tune_main  # cannot start with an option)
+            from bench.tune_weights import (
+                main as tune_main,  # cannot start with an option)
+            )
 
             return tune_main(argv[1:])
         args = build_parser().parse_args(argv)

@@ -62,7 +62,6 @@ class FeedbackAgent:
         self.retry_s = retry_s
         self.ready = ready
         self.pending: list[tuple[Verdict, float]] = []  # (verdict, monotonic time first tried)
-        self.read = 0
         app.task(self._run)
 
     async def _run(self) -> None:
@@ -88,7 +87,6 @@ class FeedbackAgent:
                 now = time.monotonic()
                 for records in batch.values():
                     for rec in records:
-                        self.read += 1
                         try:
                             self.pending.append((parse_feedback(rec.value or b""), now))
                         except InvalidFeedback as exc:

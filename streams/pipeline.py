@@ -125,7 +125,8 @@ class Pipeline:
 
     def __init__(self, encoder: HybridEncoder, detector: NoveltyDetector, store: VectorStore | None, *,
                  threshold: float | AlertThreshold = 90.0, max_message_bytes: int = 81_920,
-                 neighbours_in_alert: int = 3, recent_ids: int = 100_000) -> None:
+                 neighbours_in_alert: int = 3, recent_ids: int = 100_000,
+                 feedback: FeedbackMemory | None = None) -> None:
         self.encoder = encoder
         self.detector = detector
         self.store = store
@@ -135,8 +136,8 @@ class Pipeline:
         self.neighbours_in_alert = neighbours_in_alert
         self.model_version = encoder.version
         #: analyst verdicts (detection/feedback.py): confirmed patterns raise scores here; the alerts
-        #: stage suppresses alerts like false positives; set by the worker
-        self.feedback: FeedbackMemory | None = None
+        #: stage suppresses alerts like false positives
+        self.feedback = feedback if feedback is not None else FeedbackMemory()
         self.recent = RecentIds(recent_ids)  # detection/recent.py: event ids already learned
         if store is not None:
             store.ensure(CollectionSpec(name=EVENTS, dense_dim=encoder.dim))
@@ -243,7 +244,7 @@ class Pipeline:
     def _confirmed(self, vectors: np.ndarray, scores: list[EventScore]) -> dict[int, Match]:
         """Rows like a true-positive verdict: their score is raised to :func:`confirmed_score` (in place)."""
         fb = self.feedback
-        if fb is None or not fb.has_confirmed("event") or vectors.shape[0] == 0:
+        if not fb.has_confirmed("event") or vectors.shape[0] == 0:
             return {}
         out = {}
         for j, m in enumerate(fb.confirming("event", vectors)):
@@ -256,8 +257,8 @@ class Pipeline:
     def encode_stored(self, payloads: Sequence[dict[str, Any]]) -> np.ndarray:
         """Hybrid rows of stored events (``events`` payloads) as the encoder sees them now, without learning.
         An event's first sighting encodes its new values differently from later copies of it."""
-        extra = ("template", "template_id", "score", "novelty", "warmup", "model_version")
-        docs = [{k: v for k, v in p.items() if k not in extra} for p in payloads]
+        fields = SecurityEvent.model_fields  # the payload is the event plus what _point adds
+        docs = [{k: v for k, v in p.items() if k in fields} for p in payloads]
         return self.encoder.encode(docs).dense if docs else np.zeros((0, self.encoder.dim), dtype=np.float32)
 
     def learn_normal(self, vectors: np.ndarray, ident: str, summary: str) -> None:

@@ -10,6 +10,7 @@ from detection.dedup import AlertDeduper
 from detection.detector import NoveltyDetector
 from detection.entity_drift import DriftScorer
 from detection.entity_tracker import EntityTracker
+from detection.feedback import FeedbackMemory
 from detection.sequence import OnlineSequenceScorer, load_artifact
 from detection.session_score import SessionScorer
 from detection.sessions import Sessionizer
@@ -70,6 +71,7 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         max_message_bytes=settings.max_message_bytes,
         neighbours_in_alert=settings.neighbours_in_alert,
         recent_ids=settings.recent_event_ids,
+        feedback=FeedbackMemory(suppress_at=settings.feedback_suppress_at, confirm_at=settings.feedback_confirm_at),
     )
 
 

@@ -30,6 +30,8 @@ RECENT_IDS = "recent_event_ids"
 ENCODER_ARRAYS = "encoder.safetensors"
 #: The alert thresholds of the score kinds (:class:`detection.threshold.AlertThreshold` snapshots, JSON).
 THRESHOLDS = "thresholds.json"
+#: The analyst verdicts (:class:`detection.feedback.FeedbackMemory` snapshot, JSON).
+FEEDBACK = "feedback.json"
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -44,24 +46,22 @@ def _write_snapshot(directory: Path, meta_name: str, arrays_name: str, meta: dic
     directory.mkdir(parents=True, exist_ok=True)
     contiguous = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     _atomic_write(directory / arrays_name, lambda p: save_file(contiguous, str(p)))
-    _atomic_write(directory / meta_name, lambda p: p.write_text(json.dumps(meta), encoding="utf-8"))
+    _write_json(directory, meta_name, str(meta["model_version"]), meta)
 
 
 def _read_snapshot(directory: Path, meta_name: str, arrays_name: str, model_version: str,
                    what: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(meta, arrays) written by :func:`_write_snapshot`; None (with a warning when unusable) if there is none,
     it cannot be read, or it was written by another model version (its vectors would not be comparable)."""
-    meta_path, arrays_path = directory / meta_name, directory / arrays_name
-    if not (meta_path.exists() and arrays_path.exists()):
+    arrays_path = directory / arrays_name
+    if not arrays_path.exists():
+        return None
+    meta = _read_json(directory, meta_name, model_version, what)
+    if meta is None:
         return None
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("model_version") != model_version:
-            log.warning("ignoring %s in %s: model version %s, running %s", what, directory,
-                        meta.get("model_version"), model_version)
-            return None
         return meta, load_file(str(arrays_path))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable %s in %s: %s", what, directory, exc)
         return None
 
@@ -104,28 +104,46 @@ def load_state(pipeline: Pipeline, directory: Path) -> bool:
     return True
 
 
+def _write_json(directory: Path, name: str, model_version: str, body: dict[str, Any]) -> None:
+    """``body`` plus the model version as ``directory/name``, written atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {"model_version": model_version, **body}
+    _atomic_write(directory / name, lambda p: p.write_text(json.dumps(doc), encoding="utf-8"))
+
+
+def _read_json(directory: Path, name: str, model_version: str, what: str) -> dict[str, Any] | None:
+    """What :func:`_write_json` wrote; None (with a warning when unusable) if there is none, it cannot be
+    read, or another model version wrote it."""
+    path = directory / name
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s in %s: %s", what, path, exc)
+        return None
+    if not isinstance(doc, dict) or doc.get("model_version") != model_version:
+        log.warning("ignoring %s in %s: model version %s, running %s", what, path,
+                    doc.get("model_version") if isinstance(doc, dict) else None, model_version)
+        return None
+    return doc
+
+
 def save_feedback(memory: Any, directory: Path, model_version: str) -> None:
     """Write the analyst verdicts held (:class:`detection.feedback.FeedbackMemory`) as JSON."""
-    directory.mkdir(parents=True, exist_ok=True)
-    doc = {"model_version": model_version, "feedback": memory.snapshot()}
-    _atomic_write(directory / "feedback.json", lambda p: p.write_text(json.dumps(doc), encoding="utf-8"))
+    _write_json(directory, FEEDBACK, model_version, {"feedback": memory.snapshot()})
 
 
 def load_feedback(memory: Any, directory: Path, model_version: str) -> bool:
     """Restore what :func:`save_feedback` wrote; False when there is none or it is unusable (the worker
     then re-applies every verdict from the feedback topic)."""
-    path = directory / "feedback.json"
-    if not path.exists():
+    doc = _read_json(directory, FEEDBACK, model_version, "feedback state")
+    if doc is None:
         return False
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if doc.get("model_version") != model_version:
-            log.warning("ignoring feedback state in %s: model version %s, running %s", directory,
-                        doc.get("model_version"), model_version)
-            return False
         memory.restore(doc["feedback"])
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("ignoring unreadable feedback state in %s: %s", path, exc)
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring unreadable feedback state in %s: %s", directory, exc)
         return False
     log.info("restored %d analyst verdicts", len(memory))
     return True
@@ -155,9 +173,7 @@ def load_session_state(scorer: Any, directory: Path, model_version: str) -> bool
 
 def save_thresholds(directory: Path, model_version: str, thresholds: Mapping[str, AlertThreshold]) -> None:
     """Write the score kinds' alert thresholds (``{kind: threshold}``) to ``thresholds.json``, atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
-    doc = {"model_version": model_version, "kinds": {k: th.snapshot() for k, th in thresholds.items()}}
-    _atomic_write(directory / THRESHOLDS, lambda p: p.write_text(json.dumps(doc), encoding="utf-8"))
+    _write_json(directory, THRESHOLDS, model_version, {"kinds": {k: th.snapshot() for k, th in thresholds.items()}})
 
 
 def load_thresholds(directory: Path, model_version: str, thresholds: Mapping[str, AlertThreshold]) -> int:
@@ -166,18 +182,11 @@ def load_thresholds(directory: Path, model_version: str, thresholds: Mapping[str
     A file of another model version is ignored (its scores came from other calibrators), and so is
     an unreadable kind: that threshold starts its warm-up again, at the floor.
     """
-    path = directory / THRESHOLDS
-    if not path.exists():
-        return 0
+    doc = _read_json(directory, THRESHOLDS, model_version, "alert thresholds")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        kinds = dict(doc["kinds"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring unreadable alert thresholds in %s: %s", path, exc)
-        return 0
-    if doc.get("model_version") != model_version:
-        log.warning("ignoring alert thresholds in %s: model version %s, running %s", path, doc.get("model_version"),
-                    model_version)
+        kinds = dict(doc["kinds"]) if doc is not None else {}
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("ignoring unreadable alert thresholds in %s: %s", directory, exc)
         return 0
     restored = 0
     for kind, th in thresholds.items():
@@ -187,5 +196,5 @@ def load_thresholds(directory: Path, model_version: str, thresholds: Mapping[str
             th.restore(kinds[kind])
             restored += 1
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable %s alert threshold in %s: %s", kind, path, exc)
+            log.warning("ignoring unreadable %s alert threshold in %s: %s", kind, directory, exc)
     return restored
