@@ -333,10 +333,14 @@ class CategoricalEncoder(ComponentEncoder):
         if self.artifact is None:
             for j, f in enumerate(self.fields):
                 keys = column_map(column(events, f), lambda raw, f=f: self._key(f, raw))
-                for i, key in enumerate(keys):
-                    if key is not None:
-                        out[i, j * self.field_dim : (j + 1) * self.field_dim] = self.value_vector(f, key)
-                        present[i] = True
+                slot = {k: s for s, k in enumerate(dict.fromkeys(k for k in keys if k is not None))}
+                if not slot:
+                    continue
+                rows = np.array([slot.get(k, -1) for k in keys], dtype=np.int64)  # None: absent
+                has = rows >= 0  # one vector per distinct value, then one fancy-indexed copy per field
+                table = np.stack([self.value_vector(f, k) for k in slot])
+                out[has, j * self.field_dim : (j + 1) * self.field_dim] = table[rows[has]]
+                present |= has
             return finish_rows(out, present)
         for j, f in enumerate(self.fields):
             rows = np.array(column_map(column(events, f), lambda raw, f=f: self._row(f, raw)), dtype=np.int64)
