@@ -105,11 +105,13 @@ class MarkovSurprise:
 
     def surprise(self, sequence: Sequence[str]) -> tuple[float, tuple[str, str, float]]:
         """``max −log10 P`` over the session's transitions and the worst ``(from, to, P)``. No state change."""
-        ranked = self.ranked(sequence)
-        if not ranked:
-            return 0.0, (START, END, 1.0)
-        worst = ranked[0]
-        return -math.log10(worst[2]), worst
+        return self.worst(self.ranked(sequence))
+
+    @staticmethod
+    def worst(ranked: Sequence[tuple[str, str, float]]) -> tuple[float, tuple[str, str, float]]:
+        """``(−log10 P, (from, to, P))`` of the least probable of :meth:`ranked`'s transitions (never empty:
+        a session has at least its start → end transition)."""
+        return -math.log10(ranked[0][2]), ranked[0]
 
     def ranked(self, sequence: Sequence[str]) -> list[tuple[str, str, float]]:
         """The session's distinct transitions ``(from, to, P)``, least probable first (ties: first
@@ -173,8 +175,6 @@ class SessionScore:
     confidence: float = 0.0  # 0–1, how much baseline evidence backs the score (``basis.factors`` multiplied)
     warmup_reasons: tuple[str, ...] = ()  # "stream" (= ``warmup``: never alerts), "template" (may alert)
     basis: ConfidenceBasis | None = None
-    #: earlier sessions holding the rarest template (for the alert's template frequency)
-    rarest_seen: int | None = None
     #: the unit session vector that was scored (:meth:`SessionScorer.vector`), reused by learn() and the store
     vector: np.ndarray | None = None
 
@@ -238,8 +238,7 @@ class SessionScorer:
         res = self.baseline.score(v[None, :], top=max(self.neighbours, 1))[0]
         knn_score = float(self.knn_cal.score(np.array([res.raw]))[0])
         ranked = self.markov.ranked(session.sequence)
-        worst = ranked[0] if ranked else (START, END, 1.0)
-        surprise = -math.log10(worst[2])
+        surprise, worst = self.markov.worst(ranked)
         s_raw = min(surprise / self.surprise_scale, 2.0)
         s_score = float(self.surprise_cal.score(np.array([s_raw]))[0])
         nbs, rows = [], []
@@ -272,7 +271,7 @@ class SessionScorer:
                             worst_transition=worst, neighbours=nbs, components=comps, rare_templates=rare,
                             invariant_score=inv_score, invariants=inv, sequence_score=seq_score, sequence=seq,
                             transitions=unusual, confidence=round(basis.confidence, 3),
-                            warmup_reasons=basis.warmup_reasons, basis=basis, rarest_seen=rarest_seen, vector=v)
+                            warmup_reasons=basis.warmup_reasons, basis=basis, vector=v)
 
     def _seq_raw(self, seq: SequenceSurprise) -> float:
         return min(seq.max_nll / self.sequence_scale, 2.0)
@@ -404,10 +403,9 @@ def session_alert(session: Session, result: SessionScore, *, model_version: str,
         "count": 1,
         "score": round(float(result.score), 2),
         "severity": alert_severity(result.score),
-        "confidence": (round(float(result.confidence), 3) if basis is not None
-                       else round(min(1.0, len(result.neighbours) / 3.0), 3)),
+        "confidence": round(float(result.confidence), 3),
         "warmup": bool(result.warmup),
-        "warmup_reasons": list(result.warmup_reasons) if basis is not None else (["stream"] if result.warmup else []),
+        "warmup_reasons": list(result.warmup_reasons),
         **({"confidence_basis": basis.to_alert()} if basis is not None else {}),
         "title": f"Unusual session {session.session_id} ({session.events} events, score {result.score:.0f})",
         "entity": {"type": kind, "id": ident},

@@ -85,6 +85,11 @@ class AlertThreshold:
         self.seen = 0  # items observed (not decayed)
         self.estimate = self.floor  # the rate quantile clamped to [floor, 100]; the floor in warm-up
 
+    @classmethod
+    def of(cls, threshold: float | AlertThreshold) -> AlertThreshold:
+        """``threshold`` itself, or a fixed threshold at that number (what the stages accept)."""
+        return threshold if isinstance(threshold, AlertThreshold) else cls(threshold)
+
     def fresh(self) -> AlertThreshold:
         """A new, empty threshold with the same configuration (another stage or kind)."""
         return AlertThreshold(self.floor, mode=self.mode, rate=self.rate, half_life=self.half_life,

@@ -161,7 +161,7 @@ class EntityStage:
         self.make_tracker = make_tracker
         self.store = store
         #: the entity kind's threshold on joined scores (fixed or adaptive; a number is a fixed one)
-        self.alert_threshold = threshold if isinstance(threshold, AlertThreshold) else AlertThreshold(threshold)
+        self.alert_threshold = AlertThreshold.of(threshold)
         self.model_version = model_version
         self.min_versions, self.warmup, self.decades = int(min_versions), int(warmup), float(decades)
         self.join_at = float(join_at)

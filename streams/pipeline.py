@@ -131,7 +131,7 @@ class Pipeline:
         self.detector = detector
         self.store = store
         #: the event kind's alert threshold (fixed or adaptive; a number is a fixed one)
-        self.alert_threshold = threshold if isinstance(threshold, AlertThreshold) else AlertThreshold(threshold)
+        self.alert_threshold = AlertThreshold.of(threshold)
         self.max_message_bytes = max_message_bytes
         self.neighbours_in_alert = neighbours_in_alert
         self.model_version = encoder.version

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from pathlib import Path
+from typing import Any
 
 from detection.dedup import AlertDeduper
 from detection.detector import NoveltyDetector
@@ -40,6 +41,13 @@ def build_threshold(settings: Settings) -> AlertThreshold:
                           half_life=settings.alert_threshold_half_life)
 
 
+def baseline_options(settings: Settings) -> dict[str, Any]:
+    """The robust-baseline settings (``SECSTREAM_BASELINE_*``) as the event and session scorers take them."""
+    return {"admit_below": settings.admission_level(), "ttl_s": settings.baseline_ttl_s,
+            "quarantine": settings.baseline_quarantine, "promote_count": settings.baseline_promote_count,
+            "promote_span_s": settings.baseline_promote_span_s, "promote_at": settings.baseline_promote_at}
+
+
 def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
     """Encoder + detector + store wired with the configured parameters."""
     encoder = build_default_encoder(
@@ -56,12 +64,7 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         warmup=settings.warmup_events,
         scale=settings.novelty_scale,
         decades=settings.tail_decades,
-        admit_below=settings.admission_level(),
-        ttl_s=settings.baseline_ttl_s,
-        quarantine=settings.baseline_quarantine,
-        promote_count=settings.baseline_promote_count,
-        promote_span_s=settings.baseline_promote_span_s,
-        promote_at=settings.baseline_promote_at,
+        **baseline_options(settings),
     )
     return Pipeline(
         encoder,
@@ -84,10 +87,7 @@ def build_sessions(settings: Settings, dim: int, *, sequence: bool | None = None
     if settings.session_model and sequence is not False:  # a trained sequence model, fine-tuned further on the stream
         seq = OnlineSequenceScorer(load_artifact(settings.session_model).model)
     scorer = SessionScorer(dim, k=settings.session_knn_k, warmup=settings.session_warmup, sequence=seq,
-                           admit_below=settings.admission_level(), ttl_s=settings.baseline_ttl_s,
-                           quarantine=settings.baseline_quarantine, promote_count=settings.baseline_promote_count,
-                           promote_span_s=settings.baseline_promote_span_s,
-                           promote_at=settings.baseline_promote_at)
+                           **baseline_options(settings))
     return sessionizer, scorer
 
 

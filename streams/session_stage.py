@@ -78,7 +78,7 @@ class SessionStage:
         self.scorer = scorer
         self.make_sessionizer = make_sessionizer
         self.store = store
-        self.alert_threshold = threshold if isinstance(threshold, AlertThreshold) else AlertThreshold(threshold)
+        self.alert_threshold = AlertThreshold.of(threshold)
         self.model_version = model_version
         self.rolling_every = rolling_every
         self.sessionizers: dict[int, Sessionizer] = {}
@@ -216,7 +216,7 @@ class SessionStage:
         members = sess.member_matrix()
         if members.shape[1] != self.scorer.dim:
             members = np.zeros((0, self.scorer.dim), dtype=np.float32)
-        vector = res.vector if res.vector is not None else self.scorer.vector(sess)
+        vector = self._vector(sess, res)
         return session_point(sess, vector=vector, members=members, score=res.score,
                              alert=alert, model_version=self.model_version)
 
