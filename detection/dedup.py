@@ -142,8 +142,9 @@ class AlertDeduper:
                 self._fold(g, raw, t)
                 out.folded += 1
             self._changed.add("o:" + key)
-            self.groups[key].touched = self.watermark
-            touched.setdefault(id(self.groups[key]), self.groups[key])
+            g = self.groups[key] = self.groups.pop(key)  # to the end: groups are kept in touch order
+            g.touched = self.watermark
+            touched.setdefault(id(g), g)
         for g in touched.values():
             doc = copy.deepcopy(g.alert)
             if g.published:
@@ -217,9 +218,16 @@ class AlertDeduper:
                 ids.append(eid)
 
     def _expire(self, watermark: float) -> None:
+        """Close the groups the watermark has left ``window_s`` behind. Groups are kept in touch order, and a
+        group's ``max(last_t, touched)`` is the watermark when it was last touched (an alert's time is never
+        above it), so it rises along the order: the closed ones are a prefix, and the scan stops at the first
+        group still open (one check per alert instead of one per open group). A group never spans more than
+        ``max_open_s``: :meth:`_open_group` refuses a fold that would make it."""
         self.watermark = watermark
-        for key in [k for k, g in self.groups.items()
-                    if watermark - max(g.last_t, g.touched) > self.window_s or g.last_t - g.first_t > self.max_open_s]:
+        while self.groups:
+            key, g = next(iter(self.groups.items()))
+            if watermark - max(g.last_t, g.touched) <= self.window_s:
+                break
             del self.groups[key]
             self._removed.add("o:" + key)
             self._changed.discard("o:" + key)
@@ -258,6 +266,8 @@ class AlertDeduper:
                 self.known[key[2:]] = None
             elif key == "m" and value.get("watermark") is not None:
                 self.watermark = float(value["watermark"])
+        # touch order, as process() keeps it (see _expire)
+        self.groups = dict(sorted(self.groups.items(), key=lambda kv: max(kv[1].last_t, kv[1].touched)))
         self._changed.clear()
         self._removed.clear()
         return len(self.groups)
