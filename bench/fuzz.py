@@ -22,13 +22,13 @@ import argparse
 import itertools
 import json
 import random
-import resource
 import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from bench.memory import peak_rss_mib
 from streams.console import table
 
 Maker = Callable[[random.Random, int], bytes]
@@ -137,10 +137,6 @@ def campaign(n: int, seed: int = 7, valid_share: float = 0.1) -> list[tuple[str,
     return list(iter_campaign(n, seed, valid_share))
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def run(n: int = 100_000, batch_size: int = 500, seed: int = 7) -> dict[str, Any]:
     from streams.pipeline import PROCESSING_ERROR, Accepted, Rejected
     from streams.runtime import build_pipeline
@@ -167,7 +163,7 @@ def run(n: int = 100_000, batch_size: int = 500, seed: int = 7) -> dict[str, Any
                 row["rejected"] += 1
                 row["reasons"][res.reason] += 1
                 row["crashes"] += int(res.reason == PROCESSING_ERROR)
-        rss.append(_rss_mb())
+        rss.append(peak_rss_mib())
     seconds = time.perf_counter() - started
     tenth = max(1, len(rss) // 10)
     families = {k: {**v, "reasons": dict(v["reasons"].most_common())} for k, v in sorted(stats.items())}

@@ -251,11 +251,10 @@ def hunt(store: VectorStore, encoder: HybridEncoder, text: str = "", *, like: st
         for name, rows in (("dense", None if q.text_vector is None else q.text_vector[None, :]),
                            ("like", q.like_rows)):
             if rows is not None:
-                lists[f"sessions/{name}"] = store.search_multi(SESSIONS, rows, depth, where=where)
+                found = store.search_multi(SESSIONS, rows, depth, where=where)
+                lists[f"sessions/{name}"] = [h for h in found if name != "dense" or h.score >= min_similarity]
         if q.templates and sessions_spec.sparse_name is not None:
             lists["sessions/sparse"] = store.search_sparse(SESSIONS, template_terms(q.templates), depth, where=where)
-        if "sessions/dense" in lists:
-            lists["sessions/dense"] = [h for h in lists["sessions/dense"] if h.score >= min_similarity]
         for name in [n for n in lists if n.startswith("sessions/")]:
             lists[name] = [h for h in lists[name] if session_entity_ok(h.payload, filters.entity)]
     return HuntResult(hits=_fuse(lists, limit, k), lists={name: len(found) for name, found in lists.items()})

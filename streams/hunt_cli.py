@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from detection.sessions import event_time
 from streams.console import table
 from streams.hunt import ENTITY_TYPES, HuntError, HuntFilters, HuntHit, hunt
 from streams.settings import Settings
@@ -35,11 +35,10 @@ def parse_when(text: str, now: float) -> float:
     if t == "now":
         return now
     try:
-        when = datetime.fromisoformat(t)
+        return event_time(t)  # RFC 3339, no offset = UTC, a date = its UTC midnight: as events' times
     except ValueError:
         raise ValueError(f"{text!r} is not a time; use RFC 3339 (2025-03-11T02:30:00Z), a date (2025-03-11), "
                          f"now, or an age before now (30m, 2h, 7d)") from None
-    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
 
 
 def parse_entity(text: str) -> tuple[str | None, str]:

@@ -106,8 +106,9 @@ class _AlertOut:
             published = outcome.published
             self.summary.folded += outcome.folded + outcome.rate_limited + outcome.repeated
         self.out.writelines(_line(a) for a in published)
-        self.summary.published += sum(1 for a in published if not a.get("update"))
-        self.summary.updates += sum(1 for a in published if a.get("update"))
+        updates = sum(1 for a in published if a.get("update"))
+        self.summary.published += len(published) - updates
+        self.summary.updates += updates
 
 
 def _write_sessions(outcome: SessionOutcome, s_out: Any, al_out: _AlertOut, summary: ReplaySummary) -> None:

@@ -127,7 +127,8 @@ class ClientStore(Engine):
             except Exception:
                 if not self._client.collection_exists(spec.name):  # else another worker won the race
                     raise
-        config = self._client.get_collection(spec.name).config
+        info = self._client.get_collection(spec.name)  # one round trip: config and payload indexes
+        config = info.config
         params = config.params
         have = params.vectors.get(spec.dense_name) if isinstance(params.vectors, dict) else None
         if have is None or have.size != spec.dense_dim or have.distance != qm.Distance.COSINE:
@@ -139,7 +140,7 @@ class ClientStore(Engine):
         if spec.multivector is not None:
             self._check_multi(spec, params.vectors, config.quantization_config, where)
         if self.url:  # local mode has no payload indexes (qdrant-client warns and ignores them): it scans
-            indexed = self._client.get_collection(spec.name).payload_schema or {}
+            indexed = info.payload_schema or {}
             for key, index_kind in spec.indexes:
                 if key not in indexed:
                     self._client.create_payload_index(spec.name, key, field_schema=_INDEX_TYPES[index_kind])
