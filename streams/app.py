@@ -25,6 +25,7 @@ import faust
 from detection.sessions import iso_time
 from streams import metrics
 from streams.alert_agent import AlertAgent
+from streams.batches import finish_batch
 from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
 from streams.feedback_agent import FeedbackAgent
@@ -92,10 +93,16 @@ class _FaustWorker(faust.Worker):
     """Faust's worker, whose root log handler lets secstream's records through at ``own_level``."""
 
     own_level: int = logging.INFO
+    on_stopping: Callable[[], None] | None = None  # called on SIGTERM/SIGINT, before Faust stops anything
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.spinner = None  # its terminal escapes would prefix log lines in files and JSON logs
+
+    def _schedule_shutdown(self, signal: Any) -> None:
+        if self.on_stopping is not None:
+            self.on_stopping()
+        super()._schedule_shutdown(signal)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
@@ -170,6 +177,7 @@ class Worker:
         if self.sessions is not None:
             self._outputs.append(self.sessions.sessions_topic)
         self._topics_lock = asyncio.Lock()
+        self._turn = asyncio.Lock()  # one events batch, or one state save, at a time
         self._topics_ready = False
         self.app.agent(self.events_topic, name="events")(self._events_agent)
         self.app.timer(5.0, name="lag")(self._lag_timer)
@@ -200,21 +208,30 @@ class Worker:
 
     async def _events_agent(self, stream: faust.StreamT) -> None:
         await self.ensure_topics()
+        # noack: events are acked by take_events after their batch only, never by the stream's background
+        # drainer (it would ack events no batch handled once a stop closed take_events; streams/batches.py)
+        async for events in stream.noack().take_events(self.settings.batch_size, within=self.settings.batch_within_s):
+            await finish_batch("events", events, self._batch(events))
+
+    async def _batch(self, events: list[Any]) -> None:
+        """Score a batch, then send its effects and wait for their acks (streams/batches.py: its offsets
+        are committed after that). Under :attr:`_turn`: state is saved between batches, never with a
+        batch scored but not yet sent (a crash then would restore re-delivered events as already seen)."""
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(self.settings.batch_size, within=self.settings.batch_within_s):
+        async with self._turn:
             values = [e.value if isinstance(e.value, bytes) else bytes(e.value or b"") for e in events]
             outcome, steps, entity_steps = await loop.run_in_executor(self.executor, self._process, values)
             await self._publish(outcome, events, steps, entity_steps)
             now = time.time()
-            for e in events:
-                ts = e.message.timestamp
-                if ts:
-                    metrics.E2E_SECONDS.observe(max(0.0, now - ts))
-            metrics.observe_outcome(outcome)
-            metrics.observe_threshold("event", self.pipeline.alert_threshold)
-            metrics.BASELINE_EXEMPLARS.set(len(self.pipeline.detector.baseline))
-            metrics.observe_baseline("events", self.pipeline.detector.baseline)
-            self._observe_cache()
+        for e in events:
+            ts = e.message.timestamp
+            if ts:
+                metrics.E2E_SECONDS.observe(max(0.0, now - ts))
+        metrics.observe_outcome(outcome)
+        metrics.observe_threshold("event", self.pipeline.alert_threshold)
+        metrics.BASELINE_EXEMPLARS.set(len(self.pipeline.detector.baseline))
+        metrics.observe_baseline("events", self.pipeline.detector.baseline)
+        self._observe_cache()
 
     def _observe_cache(self) -> None:
         text = self.pipeline.encoder.components.get("text")
@@ -274,7 +291,8 @@ class Worker:
             metrics.STORE_POINTS.labels(EVENTS_COLLECTION).set(count)
 
     async def _state_timer(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self.executor, self.save)
+        async with self._turn:  # between two batches of the events agent (see _batch)
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.save)
 
     def save(self) -> None:
         """Persist detector/encoder state and flush the store (runs on the pipeline thread)."""
@@ -320,6 +338,7 @@ class Worker:
         worker = _FaustWorker(self.app, loglevel=faust_level, redirect_stdouts=False, console_port=0, quiet=True,
                               logging_config=logging_config(faust_level, "json") if json_logs else None)
         worker.own_level = getattr(logging, loglevel.upper(), logging.INFO)
+        worker.on_stopping = self.stopping
         for name in ("streams", "encoders", "detection", "secstream"):
             logging.getLogger(name).setLevel(loglevel.upper())
         try:
@@ -327,6 +346,17 @@ class Worker:
         except SystemExit:
             pass
         finally:
-            self.health.set_ready(False, "shutting down")
-            self.executor.submit(self.save).result(timeout=60)
+            self.stopping()
+            try:
+                self.executor.submit(self.save).result(timeout=60)
+            except Exception as exc:  # noqa: BLE001 - the store is down: the state files are written first
+                log.error("shutdown: state saved, store not flushed (%s: %s)", type(exc).__name__, exc)
             self.executor.shutdown(wait=True)
+
+    def stopping(self) -> None:
+        """The worker is stopping: not ready any more, and a batch waiting on a failing store gives up
+        (streams/batches.py withholds it: Kafka re-delivers it) instead of holding the shutdown."""
+        self.health.set_ready(False, "shutting down")
+        abort = getattr(self.pipeline.store, "abort", None)
+        if abort is not None:
+            abort()

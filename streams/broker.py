@@ -85,12 +85,16 @@ def wait_until_ready(bootstrap: str, timeout_s: float = 20.0) -> None:
 
 
 class EmbeddedBroker:
-    """An in-memory Tansu broker on a loopback port, owned by this process."""
+    """A Tansu broker on a loopback port (in-memory unless told), owned by this process."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None, *,
+                 storage: str = "memory://tansu/", env: dict[str, str] | None = None) -> None:
+        """``storage``: Tansu's storage engine URL (``memory://`` loses everything when the broker
+        stops; ``s3://bucket/`` with ``AWS_*`` settings in ``env`` survives a restart)."""
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
+        self.storage, self.env = storage, dict(env or {})
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
 
@@ -102,7 +106,7 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout_s: float = 20.0) -> "EmbeddedBroker":
+    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         """Start the broker and wait until it answers; raise BrokerError otherwise."""
         if self.running:
             return self
@@ -112,11 +116,11 @@ class EmbeddedBroker:
             "broker",
             "--listener-url", url,
             "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            "--storage-engine", self.storage,
         ]
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self._log_file = out if self.log_path else None
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env}
         try:
             self._proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -155,7 +159,7 @@ class EmbeddedBroker:
             self._proc.kill()
             self._proc.wait()
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

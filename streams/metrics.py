@@ -72,6 +72,14 @@ E2E_SECONDS = Histogram("secstream_end_to_end_seconds",
 CONSUMER_LAG = Gauge("secstream_consumer_lag_messages", "Highwater minus position of the events topic.",
                      ["topic", "partition"], registry=REGISTRY)
 STORE_POINTS = Gauge("secstream_store_points", "Points in a store collection.", ["collection"], registry=REGISTRY)
+STORE_UP = Gauge("secstream_store_up", "1 while the vector store answers; 0 while a call is failing and being "
+                 "retried (streams/store_retry.py: the batch waits, the backlog stays in Kafka).", registry=REGISTRY)
+STORE_ERRORS = Counter("secstream_store_errors_total", "Transient vector store failures retried, by operation.",
+                       ["op"], registry=REGISTRY)
+BATCHES_WITHHELD = Counter("secstream_batches_withheld_total",
+                           "Batches that could not finish (a failure, a stop while the store was down): their "
+                           "offsets are kept out of every commit, so Kafka re-delivers them.", ["agent"],
+                           registry=REGISTRY)
 BASELINE_EXEMPLARS = Gauge("secstream_baseline_exemplars", "Exemplars in the in-memory kNN baseline.",
                            registry=REGISTRY)
 BASELINE_QUARANTINED = Gauge("secstream_baseline_quarantined",

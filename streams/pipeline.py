@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from encoders.hybrid import HybridEncoder
 from schemas.errors import InvalidEvent
 from schemas.models import SecurityEvent, decode_event
 from streams.store import CollectionSpec, SparseTerms, StorePoint, VectorStore, point_id
+from streams.store_retry import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class Rejected:
             "raw_encoding": encoding,
             "raw_bytes": len(self.raw),
             "source": source,
-            "received_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "received_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
 
 
@@ -157,13 +158,17 @@ class Pipeline:
         """
         try:
             return self._process(values)
-        except Exception as exc:  # noqa: BLE001 - the worker must keep going
+        except StoreUnavailable:  # the store is down and the worker stopping: no message's fault
+            raise
+        except Exception as exc:
             log.exception("batch of %d failed (%s); retrying one by one", len(values), exc)
         out = BatchOutcome()
         rows: list[np.ndarray] = []
         for i, raw in enumerate(values):
             try:
                 one = self._process([raw])
+            except StoreUnavailable:
+                raise
             except Exception as exc:  # noqa: BLE001
                 out.results.append(Rejected(i, PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:500], bytes(raw)))
                 continue

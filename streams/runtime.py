@@ -22,6 +22,7 @@ from streams.pipeline import Pipeline
 from streams.session_stage import SessionStage
 from streams.settings import Settings
 from streams.store import VectorStore, open_store
+from streams.store_retry import RetryingStore
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,13 @@ def build_store(settings: Settings, data_dir: Path | None = None) -> VectorStore
     """The configured vector store: a Qdrant server by URL, else the embedded engine."""
     root = data_dir or settings.data_dir
     if settings.qdrant_url:
-        return open_store(url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value(),
-                          quantization=settings.store_quantization)
-    return open_store(engine=settings.store_engine, path=root / "qdrant", quantization=settings.store_quantization)
+        store = open_store(url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value(),
+                           quantization=settings.store_quantization)
+    else:
+        store = open_store(engine=settings.store_engine, path=root / "qdrant",
+                           quantization=settings.store_quantization)
+    # a store outage holds the batch (backlog in Kafka), it does not dead-letter valid events
+    return RetryingStore(store, backoff_max_s=settings.store_retry_max_backoff_s, give_up_s=settings.store_give_up_s)
 
 
 def build_threshold(settings: Settings) -> AlertThreshold:

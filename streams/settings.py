@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # int8 scalar quantization with rescoring (issue 3); applies to indexed segments
     store_quantization: Literal["none", "int8", "binary"] = "int8"
     data_dir: Path = Path(".secstream")
+    # a transient store failure (unreachable, timeout, 5xx) is retried with backoff up to this delay
+    # between tries; the batch waits and the backlog stays in Kafka (streams/store_retry.py)
+    store_retry_max_backoff_s: float = Field(default=10.0, gt=0)
+    store_give_up_s: float = Field(default=0.0, ge=0)  # 0 = retry until the store answers or the worker stops
 
     # Encoder.
     weight_text: float = Field(default=0.50, ge=0)

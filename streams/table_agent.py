@@ -28,6 +28,8 @@ from typing import Any
 
 import faust
 
+from streams.batches import finish_batch
+
 log = logging.getLogger(__name__)
 
 
@@ -72,16 +74,19 @@ class TableAgent(ABC):
     async def _agent(self, stream: faust.StreamT) -> None:
         if self.ready is not None:
             await self.ready()
-        async for events in stream.take_events(self.batch_size, within=self.within_s):
+        async for events in stream.noack().take_events(self.batch_size, within=self.within_s):  # see app.py
             self.last_step = time.monotonic()
-            by_partition: dict[int, list[bytes]] = {}
-            for e in events:
-                by_partition.setdefault(e.message.partition, []).append(bytes(e.value or b""))
-            for partition, values in sorted(by_partition.items()):
-                async with self.turn:
-                    if partition not in self.restored:  # assigned after our last recovery callback
-                        self._restore(partition)
-                    await self._batch(partition, values)
+            await finish_batch(self.name, events, self._partitions(events))  # streams/batches.py
+
+    async def _partitions(self, events: list[Any]) -> None:
+        by_partition: dict[int, list[bytes]] = {}
+        for e in events:
+            by_partition.setdefault(e.message.partition, []).append(bytes(e.value or b""))
+        for partition, values in sorted(by_partition.items()):
+            async with self.turn:
+                if partition not in self.restored:  # assigned after our last recovery callback
+                    self._restore(partition)
+                await self._batch(partition, values)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the pipeline thread (the state is not shared between threads)."""

@@ -28,7 +28,8 @@ def metric(port: int, name: str, labels: str = "") -> float:
 
 
 class WorkerProc:
-    def __init__(self, bootstrap: str, data_dir: Path, log_path: Path, **env_extra: str) -> None:
+    def __init__(self, bootstrap: str, data_dir: Path, log_path: Path, argv: list[str] | None = None,
+                 **env_extra: str) -> None:
         self.port = free_port()
         env = {**os.environ, "SECSTREAM_KAFKA_BOOTSTRAP": bootstrap, "SECSTREAM_DATA_DIR": str(data_dir),
                "SECSTREAM_PRINT_ALERTS": "false", "SECSTREAM_METRICS_PORT": str(self.port),
@@ -37,7 +38,7 @@ class WorkerProc:
                # produced last are scored last whatever their key
                "SECSTREAM_TOPIC_PARTITIONS": "1", "HF_HUB_OFFLINE": "1", **env_extra}
         self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run"], env=env, stdout=self.log,
+        self.proc = subprocess.Popen(argv or [sys.executable, "-m", "streams.cli", "run"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
 
     def processed(self) -> float:
@@ -96,6 +97,12 @@ class WorkerProc:
                 return sums
             time.sleep(0.5)
         raise AssertionError(f"alerts agent did not catch up: {sums}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all (a crash, an OOM kill)."""
+        self.proc.kill()
+        self.proc.wait(30)
+        self.log.close()
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
