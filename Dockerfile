@@ -1,5 +1,5 @@
 # secstream worker image: `docker build -t secstream .` then `docker run secstream run`
-# (see docker-compose.yml for the Kafka + Qdrant + Prometheus stack).
+# (see docker-compose.yml for the Kafka + Qdrant + Prometheus + Grafana stack).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -5,6 +5,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+COMPOSE_V1 := $(VENV)/compose-v1
 
 .PHONY: run test setup bench clean
 
@@ -15,12 +16,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# docker-compose 1.29.2 (Debian bookworm's docker-compose package) for `docker-compose config` in
+# tests/unit/test_compose_config.py. Its own venv: it pins PyYAML<6 and jsonschema<4 (the project
+# needs >=4), and PyYAML 5.4.1's sdist builds only with Cython<3 and without build isolation.
+$(COMPOSE_V1)/.installed: | $(STAMP)
+	test -x $(COMPOSE_V1)/bin/python || $(BIN)/python -m venv $(COMPOSE_V1)
+	$(COMPOSE_V1)/bin/pip install --quiet 'cython==0.29.37' wheel
+	$(COMPOSE_V1)/bin/pip install --quiet --no-build-isolation pyyaml==5.4.1
+	$(COMPOSE_V1)/bin/pip install --quiet docker-compose==1.29.2
+	touch $@
+
 setup: $(STAMP)
 
 run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/secstream run
 
-test: $(STAMP)
+test: $(STAMP) $(COMPOSE_V1)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)

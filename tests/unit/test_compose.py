@@ -17,7 +17,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the compose file")
 
-from streams.settings import Settings  # noqa: E402
+from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -57,7 +57,7 @@ def _worker_env(compose: dict[str, Any]) -> dict[str, str]:
 
 
 def test_required_services(compose: dict[str, Any]) -> None:
-    assert {"kafka", "qdrant", "worker", "prometheus"} <= set(compose["services"])
+    assert {"kafka", "qdrant", "worker", "prometheus", "grafana"} <= set(compose["services"])
 
 
 def test_secstream_variables_are_settings_fields(compose: dict[str, Any]) -> None:
@@ -84,7 +84,7 @@ def test_worker_environment_validates(compose: dict[str, Any], monkeypatch: pyte
 def test_worker_runs_secstream(compose: dict[str, Any]) -> None:
     worker = compose["services"]["worker"]
     assert worker["build"]["context"] == "." and worker["build"].get("dockerfile", "Dockerfile") == "Dockerfile"
-    entrypoint = re.search(r"^ENTRYPOINT\s+(.+)$", DOCKERFILE.read_text(), re.M)
+    entrypoint = re.search(r"^ENTRYPOINT\s+(.+)$", DOCKERFILE.read_text(), re.MULTILINE)
     command = worker["command"] if isinstance(worker["command"], list) else worker["command"].split()
     effective = (worker.get("entrypoint") or (json.loads(entrypoint.group(1)) if entrypoint else [])) + command
     assert effective[:2] == ["secstream", "run"]
