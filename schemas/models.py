@@ -10,7 +10,7 @@ Input policy for events (strict, so that the DLQ tells producers what is wrong):
   milliseconds (an integer, or a finite float); it becomes an aware UTC datetime.
 * string fields take strings only; ports and counters take JSON integers only
   (``22`` and ``22.0`` are accepted, ``"22"`` and ``true`` are ``wrong_type``).
-* ``null`` for an optional field means absent.
+* ``null`` for a field means absent (a null ``time`` or ``message`` is ``missing_field``).
 * unknown top-level fields are moved into ``attributes`` (non-scalar values as
   their JSON text, ``null`` dropped); ``attributes`` given explicitly win.
 """
@@ -233,7 +233,7 @@ class SecurityEvent(BaseModel):
             return data
         known = cls.model_fields
         unknown = [k for k in data if k not in known]
-        if not unknown and data.get("attributes", 0) is not None:
+        if not unknown and all(v is not None for v in data.values()):
             return data
         out = {k: v for k, v in data.items() if k in known and v is not None}
         if unknown:
