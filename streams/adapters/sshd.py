@@ -158,10 +158,10 @@ _REPEATED = re.compile(r"message repeated (?P<n>[0-9]+) times: \[ ?(?P<inner>.*)
 
 
 def _sshd_fields(msg: str) -> dict[str, Any]:
-    if m := _REPEATED.fullmatch(msg):
-        ev = _sshd_fields(m["inner"])
-        ev.setdefault("attributes", {})["repeat_count"] = int(m["n"])
-        return ev
+    repeats: str | None = None
+    while m := _REPEATED.fullmatch(msg):  # unwrapped in a loop: a line may nest them past the recursion limit
+        repeats = repeats or m["n"]  # the outermost count
+        msg = m["inner"]
     body = msg
     preauth = body.endswith(" [preauth]")
     if preauth:
@@ -174,6 +174,8 @@ def _sshd_fields(msg: str) -> dict[str, Any]:
         ev = {"event_type": "sshd", "severity": "informational"}
     if preauth:
         ev.setdefault("attributes", {})["preauth"] = True
+    if repeats is not None:
+        ev.setdefault("attributes", {})["repeat_count"] = int(repeats)
     return ev
 
 
