@@ -7,6 +7,7 @@ UTC is assumed. The session of an event is its block (``blk_...``, sign included
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,8 @@ def hdfs_event(date: str, time: str, pid: str, level: str, component: str, messa
     if len(date) != 6 or len(time) != 6 or not (date + time).isdigit():
         raise AdapterError(f"hdfs: bad date/time {date!r} {time!r}")
     mo, d, h, mi, s = (int(x) for x in (date[2:4], date[4:6], time[0:2], time[2:4], time[4:6]))
-    if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 60):
+    if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(2000 + int(date[0:2]), mo)[1] and h < 24
+            and mi < 60 and s < 60):
         raise AdapterError(f"hdfs: bad date/time {date!r} {time!r}")
     component = component.rstrip(":")
     level = level.upper()
