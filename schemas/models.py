@@ -25,7 +25,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import InvalidEvent
@@ -288,7 +295,7 @@ def _reason_of(err_type: str) -> str:
         return err_type
     if err_type == "missing":
         return "missing_field"
-    if err_type.endswith("_type") or err_type.endswith("_parsing"):
+    if err_type.endswith(("_type", "_parsing")):
         return "wrong_type"
     return "invalid_value"
 
@@ -342,7 +349,7 @@ def decode_event(raw: bytes, max_bytes: int = MAX_EVENT_BYTES) -> SecurityEvent:
 
 
 # Alert models and schema loading live in schemas/alert.py; re-exported here.
-from schemas.alert import (  # noqa: E402
+from schemas.alert import (
     Alert,
     AlertEntity,
     AlertEventSummary,
