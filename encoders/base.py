@@ -172,7 +172,7 @@ def float_value(value: Any) -> float | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past float range (10**400)
         return None
     return number if math.isfinite(number) else None
 

@@ -10,7 +10,7 @@ Input policy for events (strict, so that the DLQ tells producers what is wrong):
   milliseconds (an integer, or a finite float); it becomes an aware UTC datetime.
 * string fields take strings only; ports and counters take JSON integers only
   (``22`` and ``22.0`` are accepted, ``"22"`` and ``true`` are ``wrong_type``).
-* ``null`` for an optional field means absent.
+* ``null`` for a field means absent (a null ``time`` or ``message`` is ``missing_field``).
 * unknown top-level fields are moved into ``attributes`` (non-scalar values as
   their JSON text, ``null`` dropped); ``attributes`` given explicitly win.
 """
@@ -25,7 +25,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import InvalidEvent
@@ -49,7 +56,7 @@ _MIN_MS: Final = 0
 _MAX_MS: Final = 7289654399999  # 2200-12-31T23:59:59.999Z
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _RFC3339 = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 
 
@@ -233,7 +240,7 @@ class SecurityEvent(BaseModel):
             return data
         known = cls.model_fields
         unknown = [k for k in data if k not in known]
-        if not unknown and data.get("attributes", 0) is not None:
+        if not unknown and all(v is not None for v in data.values()):
             return data
         out = {k: v for k, v in data.items() if k in known and v is not None}
         if unknown:
@@ -288,7 +295,7 @@ def _reason_of(err_type: str) -> str:
         return err_type
     if err_type == "missing":
         return "missing_field"
-    if err_type.endswith("_type") or err_type.endswith("_parsing"):
+    if err_type.endswith(("_type", "_parsing")):
         return "wrong_type"
     return "invalid_value"
 
@@ -342,7 +349,7 @@ def decode_event(raw: bytes, max_bytes: int = MAX_EVENT_BYTES) -> SecurityEvent:
 
 
 # Alert models and schema loading live in schemas/alert.py; re-exported here.
-from schemas.alert import (  # noqa: E402
+from schemas.alert import (
     Alert,
     AlertEntity,
     AlertEventSummary,

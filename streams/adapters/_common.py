@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["AdapterError", "clean_ip", "clean_port", "encode", "iter_lines", "open_binary", "truncate_utf8"]
+__all__ = ["AdapterError", "clean_ip", "clean_port", "digits_value", "encode", "iter_lines", "open_binary",
+           "truncate_utf8"]
 
 MAX_MESSAGE_BYTES = 65536
 
@@ -66,12 +67,18 @@ def clean_port(value: object) -> int | None:
         return None
     if isinstance(value, str):
         value = value.strip()
-        if not value.isascii() or not value.isdigit():
+        if not value.isascii() or not value.isdigit() or len(value) > 5:
             return None
         value = int(value)
     if isinstance(value, int) and 0 <= value <= 65535:
         return value
     return None
+
+
+def digits_value(text: str) -> int | str:
+    """A run of ASCII digits from a log line (a pid, a count, a code) as an int, or as the text itself past
+    18 digits: no real one is that long, and ``int()`` refuses more than 4,300 digits."""
+    return int(text) if len(text) <= 18 else text
 
 
 def truncate_utf8(text: str, limit: int = MAX_MESSAGE_BYTES) -> tuple[str, bool]:

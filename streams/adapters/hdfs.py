@@ -7,12 +7,13 @@ UTC is assumed. The session of an event is its block (``blk_...``, sign included
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from streams.adapters._common import AdapterError, clean_ip, clean_port
+from streams.adapters._common import AdapterError, clean_ip, clean_port, digits_value
 
 __all__ = ["hdfs_event", "iter_parquet", "parse_hdfs_line"]
 
@@ -48,10 +49,11 @@ def hdfs_event(date: str, time: str, pid: str, level: str, component: str, messa
     Raises:
         AdapterError: date/time are not ``yyMMdd``/``HHmmss``.
     """
-    if len(date) != 6 or len(time) != 6 or not (date + time).isdigit():
+    if len(date) != 6 or len(time) != 6 or not (date + time).isascii() or not (date + time).isdigit():
         raise AdapterError(f"hdfs: bad date/time {date!r} {time!r}")
     mo, d, h, mi, s = (int(x) for x in (date[2:4], date[4:6], time[0:2], time[2:4], time[4:6]))
-    if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 60):
+    if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(2000 + int(date[0:2]), mo)[1] and h < 24
+            and mi < 60 and s < 60):
         raise AdapterError(f"hdfs: bad date/time {date!r} {time!r}")
     component = component.rstrip(":")
     level = level.upper()
@@ -74,8 +76,8 @@ def hdfs_event(date: str, time: str, pid: str, level: str, component: str, messa
             if val is not None:
                 ev[key] = val
     attrs: dict[str, Any] = {"level": level}
-    if pid.isdigit():
-        attrs["pid"] = int(pid)
+    if pid.isascii() and pid.isdigit():
+        attrs["pid"] = digits_value(pid)
     ev["attributes"] = attrs
     return ev
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.adapters._common import AdapterError, clean_ip, clean_port
+from streams.adapters._common import AdapterError, clean_ip, clean_port, digits_value
 
 __all__ = ["SyslogClock", "parse_sshd_line"]
 
@@ -96,7 +96,7 @@ def _disconnect(m: re.Match[str]) -> dict[str, Any]:
     err = bool(m["error"])
     ev: dict[str, Any] = {"event_type": "connection", "outcome": "unknown",
                           "severity": "low" if err else "informational",
-                          "attributes": {"disconnect_code": int(m["code"]), "disconnect_reason": reason}}
+                          "attributes": {"disconnect_code": digits_value(m["code"]), "disconnect_reason": reason}}
     _client(ev, m["ip"], m["port"])
     return ev
 
@@ -113,7 +113,7 @@ def _simple(**fields: Any) -> Callable[[re.Match[str]], dict[str, Any]]:
         if groups.get("rdns"):
             ev["attributes"]["rdns_host"] = groups["rdns"]
         if groups.get("n"):
-            ev["attributes"]["count"] = int(groups["n"])
+            ev["attributes"]["count"] = digits_value(groups["n"])
         if groups.get("kv"):
             _pam_kv(ev, groups["kv"])
         return ev
@@ -158,10 +158,10 @@ _REPEATED = re.compile(r"message repeated (?P<n>[0-9]+) times: \[ ?(?P<inner>.*)
 
 
 def _sshd_fields(msg: str) -> dict[str, Any]:
-    if m := _REPEATED.fullmatch(msg):
-        ev = _sshd_fields(m["inner"])
-        ev.setdefault("attributes", {})["repeat_count"] = int(m["n"])
-        return ev
+    repeats: str | None = None
+    while m := _REPEATED.fullmatch(msg):  # unwrapped in a loop: a line may nest them past the recursion limit
+        repeats = repeats or m["n"]  # the outermost count
+        msg = m["inner"]
     body = msg
     preauth = body.endswith(" [preauth]")
     if preauth:
@@ -174,6 +174,8 @@ def _sshd_fields(msg: str) -> dict[str, Any]:
         ev = {"event_type": "sshd", "severity": "informational"}
     if preauth:
         ev.setdefault("attributes", {})["preauth"] = True
+    if repeats is not None:
+        ev.setdefault("attributes", {})["repeat_count"] = digits_value(repeats)
     return ev
 
 
@@ -197,7 +199,7 @@ def parse_sshd_line(line: str, clock: SyslogClock) -> dict[str, Any]:
     fields = _sshd_fields(msg) if is_sshd else {"event_type": "syslog"}
     attrs: dict[str, Any] = fields.pop("attributes", {})
     if groups.get("pid"):
-        attrs["pid"] = int(groups["pid"])
+        attrs["pid"] = digits_value(groups["pid"])
     return {
         "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "message": msg,

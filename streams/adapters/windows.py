@@ -17,7 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from streams.adapters._common import AdapterError, clean_ip, clean_port, iter_lines, open_binary, truncate_utf8
+from streams.adapters._common import (
+    AdapterError,
+    clean_ip,
+    clean_port,
+    digits_value,
+    iter_lines,
+    open_binary,
+    truncate_utf8,
+)
 
 __all__ = ["iter_windows_lines", "parse_windows_line", "windows_event"]
 
@@ -109,7 +117,8 @@ def windows_event(obj: dict[str, Any]) -> dict[str, Any]:
     """
     raw_id = obj.get("EventID")
     event_id = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else (
-        int(raw_id) if isinstance(raw_id, str) and raw_id.isdigit() else None)
+        int(raw_id) if isinstance(raw_id, str) and raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 18
+        else None)
     channel = _present(obj.get("Channel")) or ""
     source = _source(channel, _present(obj.get("SourceName")) or "")
     table = _SYSMON_TYPES if source == "sysmon" else (
@@ -175,6 +184,8 @@ def windows_event(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _audit_event(m: re.Match[str], line: str) -> dict[str, Any]:
+    if len(m["sec"]) > 18:
+        raise AdapterError("windows-json: audit time out of range")
     kv = {k: v.strip('"') for k, v in _AUDIT_KV.findall(m["rest"])}
     ev: dict[str, Any] = {
         "time": int(m["sec"]) * 1000 + int(m["ms"].ljust(3, "0")),
@@ -182,7 +193,7 @@ def _audit_event(m: re.Match[str], line: str) -> dict[str, Any]:
         "source": "linux-audit",
         "event_type": f"audit_{m['type'].lower()}",
         "severity": "informational",
-        "attributes": {"audit_serial": int(m["serial"])},
+        "attributes": {"audit_serial": digits_value(m["serial"])},
     }
     if kv.get("success") in ("yes", "no"):
         ev["outcome"] = "success" if kv["success"] == "yes" else "failure"
