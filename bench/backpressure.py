@@ -1,0 +1,23 @@
+"""Backpressure: memory stays flat and the lag grows when the worker cannot keep up.
+
+    python -m bench.backpressure [--overload 3] [--overload-seconds 60] [--json]   (or `secstream bench backpressure`)
+
+A short rate probe (1,000 and 2,000 events/s, 10 s each) finds the highest rate the worker sustains;
+then one step at ``--overload`` times that rate for ``--overload-seconds``, the worker's RSS sampled
+every second. See :mod:`bench.e2e` for the rig (embedded broker, worker process, canaries).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bench.e2e import main as e2e_main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    return e2e_main(["--rates", "1000,2000", "--seconds", "10", "--overload", "3", *args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""Load benchmark: a sustained stream through the embedded broker and a worker process, at several rates.
+
+    python -m bench.e2e [--rates 250,500,1000,2000,4000] [--seconds 20] [--json]   (or `secstream bench e2e`)
+    python -m bench.e2e --overload 3 --seconds 60                                   (`secstream bench backpressure`)
+
+The worker is ``secstream run`` as deployed (its own process, 4 partitions, the embedded Qdrant
+engine); the producer sends the bundled sample stream (fresh event ids, so nothing is a re-delivery)
+at a fixed rate per step, keyed by entity as ``secstream produce`` does. Among the events, *canaries*
+(``--canaries`` per second): process starts of never-seen tools on never-seen hosts and users, each
+one its own dedup group, which the worker must alert on. Event→alert latency is the time from a
+canary's send to its alert read from the alerts topic (the whole path: events agent, alert-steps
+repartition, dedup agent, alerts topic).
+
+Per step: offered and achieved events/s (the worker's ``secstream_events_total`` over the step),
+consumer lag at the end, canaries alerted, p50/p99 event→alert latency, and the worker's RSS. A rate
+is *sustained* when the worker consumed at least 95 % of it and the lag did not grow past one
+second of input; the summary names the highest sustained rate whose p99 is under 250 ms.
+
+``--overload F``: backpressure. One step at F times the highest rate sustained in a short probe,
+for ``--seconds``; the worker's RSS is sampled every second: memory must stay flat (bounded
+queues) while the consumer lag grows. Reports RSS first/last/max over the step and the lag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from streams.console import table
+
+TOPIC = "secstream.events"
+
+
+def _metric_sum(port: int, name: str) -> float:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return -1.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and (line[len(name)] in " {"))
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return -1.0
+
+
+def canary(i: int, rng: random.Random, run: str) -> tuple[str, bytes]:
+    tool = "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(9))
+    eid = f"canary-{run}-{i}"
+    doc = {"event_id": eid, "time": _now_iso(), "source": "sysmon", "event_type": "process_start",
+           "host": f"ws-{rng.randrange(10**6):06d}", "user": f"svc-{tool}", "dst_port": rng.randrange(40000, 65000),
+           "process": f"C:\\Users\\Public\\{tool}.exe",
+           "message": f"Process Create: Image: C:\\Users\\Public\\{tool}.exe CommandLine: {tool}.exe -nop -w hidden "
+                      f"-enc {rng.getrandbits(96):024x} connect {rng.randrange(1, 223)}.{rng.randrange(256)}."
+                      f"{rng.randrange(256)}.{rng.randrange(1, 255)}"}
+    return eid, json.dumps(doc).encode()
+
+
+def _now_iso() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+class Stream:
+    """Sample events with fresh ids and current times, endlessly."""
+
+    def __init__(self, run: str) -> None:
+        from streams.sample import iter_sample
+
+        self.docs = [json.loads(v) for v in iter_sample()]
+        self.run, self.i = run, 0
+
+    def next(self) -> tuple[bytes | None, bytes, str]:
+        from streams.app import entity_key
+
+        doc = dict(self.docs[self.i % len(self.docs)])
+        doc["event_id"] = eid = f"e2e-{self.run}-{self.i}"
+        doc["time"] = _now_iso()
+        self.i += 1
+        return entity_key(doc), json.dumps(doc).encode(), eid
+
+
+class Load:
+    """Producer at a fixed rate with canaries, and a reader of the alerts topic (its own thread)."""
+
+    def __init__(self, bootstrap: str, run: str, canaries_per_s: float) -> None:
+        self.bootstrap, self.run, self.canaries_per_s = bootstrap, run, canaries_per_s
+        self.sent: dict[str, float] = {}
+        self.latency: dict[str, float] = {}
+        self.stream = Stream(run)
+        self.rng = random.Random(7)
+        self.n_canary = 0
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._reader = asyncio.run_coroutine_threadsafe(self._read_alerts(), self.loop)
+
+    async def _read_alerts(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer("secstream.alerts", bootstrap_servers=self.bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", metadata_max_age_ms=2000)
+        await consumer.start()
+        try:
+            async for record in consumer:
+                now = time.time()
+                try:
+                    alert = json.loads(record.value)
+                except ValueError:
+                    continue
+                for eid in (alert.get("evidence") or {}).get("event_ids") or []:
+                    if eid in self.sent and eid not in self.latency:
+                        self.latency[eid] = now - self.sent[eid]
+        finally:
+            await consumer.stop()
+
+    def produce(self, rate: float, seconds: float) -> int:
+        return asyncio.run_coroutine_threadsafe(self._produce(rate, seconds), self.loop).result()
+
+    async def _produce(self, rate: float, seconds: float) -> int:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5, acks=1)
+        await producer.start()
+        sent, started = 0, time.monotonic()
+        every = max(1, round(rate / self.canaries_per_s)) if self.canaries_per_s > 0 else 0
+        try:
+            while (elapsed := time.monotonic() - started) < seconds:
+                due = int(rate * elapsed) - sent
+                for _ in range(max(0, due)):
+                    if every and sent % every == every - 1:
+                        eid, value = canary(self.n_canary, self.rng, self.run)
+                        self.n_canary += 1
+                        self.sent[eid] = time.time()
+                        await producer.send(TOPIC, value, key=eid.encode())
+                    else:
+                        key, value, eid = self.stream.next()
+                        self.sent[eid] = time.time()
+                        await producer.send(TOPIC, value, key=key)
+                    sent += 1
+                await asyncio.sleep(0.01)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        return sent
+
+    def close(self) -> None:
+        self._reader.cancel()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    xs = sorted(values)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sample_rss: bool = False) -> dict[str, Any]:
+    before = _metric_sum(port, "secstream_events_total")
+    canaries_before = set(load.sent)  # every event sent before this step
+    rss: list[float] = []
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while not stop.wait(1.0):
+            rss.append(_rss_mib(pid))
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    t0 = time.monotonic()
+    sent = load.produce(rate, seconds)
+    produced = time.monotonic() - t0
+    lag = _metric_sum(port, "secstream_consumer_lag_messages")
+    consumed = _metric_sum(port, "secstream_events_total") - before
+    while consumed < sent and time.monotonic() - t0 < produced + 30:  # the step's tail, up to 30 s
+        time.sleep(0.2)
+        consumed = _metric_sum(port, "secstream_events_total") - before
+    elapsed = time.monotonic() - t0  # from the first event sent to the last consumed
+    time.sleep(2.0)  # alerts of the step's last events
+    stop.set()
+    mine = [e for e in load.sent if e not in canaries_before]
+    lat = [load.latency[e] for e in mine if e in load.latency]
+    canaries = [e for e in mine if e.startswith("canary-")]
+    achieved = consumed / elapsed
+    return {"rate": rate, "sent": sent, "achieved": round(achieved, 1), "lag_end": int(max(lag, 0)),
+            "canaries": len(canaries), "canaries_alerted": sum(e in load.latency for e in canaries),
+            "alerted": len(lat), "p50_ms": round(_pct(lat, 0.5) * 1000, 1),
+            "p99_ms": round(_pct(lat, 0.99) * 1000, 1), "rss_first": round(rss[0], 1) if rss else -1,
+            "rss_last": round(rss[-1], 1) if rss else -1, "rss_max": round(max(rss), 1) if rss else -1,
+            "sustained": achieved >= 0.95 * sent / produced and elapsed - produced < 1.0, **({"rss": rss} if sample_rss else {})}
+
+
+class Rig:
+    """Embedded broker + worker process (+ the load), torn down on exit."""
+
+    def __init__(self, canaries_per_s: float, batch_size: int | None) -> None:
+        from streams.broker import EmbeddedBroker, free_port
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="secstream-e2e-"))
+        self.broker = EmbeddedBroker(log_path=self.tmp / "tansu.log").start()
+        self.port = free_port()
+        env = {**os.environ, "SECSTREAM_KAFKA_BOOTSTRAP": self.broker.bootstrap, "SECSTREAM_DATA_DIR": str(self.tmp),
+               "SECSTREAM_PRINT_ALERTS": "false", "SECSTREAM_METRICS_PORT": str(self.port),
+               "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"}
+        if batch_size:
+            env["SECSTREAM_BATCH_SIZE"] = str(batch_size)
+        asyncio.run(_create_topic(self.broker.bootstrap, TOPIC, 4))
+        self.log = open(self.tmp / "worker.log", "wb")  # noqa: SIM115 - closed in close()
+        self.worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "run"], env=env, stdout=self.log,
+                                       stderr=subprocess.STDOUT)
+        self.canaries_per_s = canaries_per_s
+        self.load: Load | None = None
+
+    def close(self) -> None:
+        if self.load is not None:
+            self.load.close()
+        self.worker.terminate()
+        try:
+            self.worker.wait(60)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+        self.log.close()
+        self.broker.stop()
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.worker.poll() is not None:
+                raise SystemExit(f"worker exited ({self.worker.returncode}); see {self.tmp / 'worker.log'}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as resp:
+                    if resp.status == 200:  # output topics exist now: the alerts reader can subscribe
+                        self.load = Load(self.broker.bootstrap, str(os.getpid()), self.canaries_per_s)
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit(f"worker not ready in {timeout:.0f}s; see {self.tmp / 'worker.log'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="secstream bench e2e", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rates", default="250,500,1000,2000,4000", help="events/s per step, comma-separated")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each step")
+    ap.add_argument("--canaries", type=float, default=4.0, help="canary anomalies per second")
+    ap.add_argument("--batch-size", type=int, default=None, help="SECSTREAM_BATCH_SIZE of the worker")
+    ap.add_argument("--overload", type=float, default=0.0,
+                    help="backpressure: one step at this many times the highest sustained rate of a probe")
+    ap.add_argument("--overload-seconds", type=float, default=60.0, help="length of the overload step")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args(argv)
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        ap.error(f"--rates takes numbers separated by commas, e.g. 250,500,1000; got {args.rates!r}")
+    if not rates or min(rates) <= 0 or args.seconds <= 0:
+        ap.error("--rates must be positive numbers and --seconds > 0")
+    rig = Rig(args.canaries, args.batch_size)
+    try:
+        rig.wait_ready()
+        assert rig.load is not None
+        run_step(rig.load, rig.port, rig.worker.pid, 300, 10)  # warm-up: model loaded, detector past warm-up
+        steps = [run_step(rig.load, rig.port, rig.worker.pid, r, args.seconds) for r in rates]
+        if args.overload:
+            best = max([s["rate"] for s in steps if s["sustained"]] or [rates[0]])
+            steps.append({**run_step(rig.load, rig.port, rig.worker.pid, best * args.overload, args.overload_seconds,
+                                     sample_rss=True), "overload": True})
+    finally:
+        rig.close()
+    good = [s["rate"] for s in steps if s["sustained"] and s["p99_ms"] < 250 and not s.get("overload")]
+    summary = {"max_sustained_p99_under_250ms": max(good) if good else None, "steps": steps}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    cols = ["rate", "sent", "achieved", "lag_end", "canaries", "canaries_alerted", "alerted", "p50_ms", "p99_ms", "rss_first",
+            "rss_last", "rss_max", "sustained"]
+    print(table([[s[c] for c in cols] for s in steps], cols))
+    print(f"highest rate sustained with p99 event->alert < 250 ms: {summary['max_sustained_p99_under_250ms']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
