@@ -19,9 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the model
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pydantic import ValidationError  # noqa: E402
+from pydantic import ValidationError
 
-from schemas.errors import SecstreamError  # noqa: E402
+from schemas.errors import SecstreamError
 
 FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
 #: benchmark name → module with ``main(argv) -> int``
@@ -46,13 +46,17 @@ class _Parser(argparse.ArgumentParser):
 
 def _settings(**overrides: Any) -> Any:
     from streams.settings import load_settings
+    from streams.settings_security import SecretFileError
 
     try:
         return load_settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = "SECSTREAM_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise CliError(f"invalid setting {field}: {first['msg']}") from exc
+        if not first["loc"]:  # a check across settings: its message names them
+            raise CliError(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from exc
+        raise CliError(f"invalid setting SECSTREAM_{str(first['loc'][0]).upper()}: {first['msg']}") from exc
+    except SecretFileError as exc:
+        raise CliError(f"invalid settings: {exc}") from exc
 
 
 def _setup_logging(level: str, fmt: str = "text") -> None:
@@ -195,7 +199,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     import uuid
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from detection.feedback import VERDICTS, parse_feedback
     from streams.tools import publish_feedback
@@ -210,7 +214,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     settings = _settings()
     doc = parse_feedback({"alert_id": args.alert_id, "verdict": verdict, "note": args.note or "",
                           "analyst": args.analyst or os.environ.get("USER", ""),
-                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")})
+                          "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")})
     topic = args.topic or settings.topic_feedback
     publish_feedback(_bootstrap(settings, args.bootstrap), topic, doc.to_dict())
     print(f"{verdict} on alert {args.alert_id} published to {topic}", file=sys.stderr)
