@@ -101,6 +101,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     sample = None
     data_dir = settings.data_dir
     if settings.embedded_broker:
+        if settings.kafka_security_protocol != "PLAINTEXT":
+            raise CliError(f"SECSTREAM_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+                           f"SECSTREAM_KAFKA_BOOTSTRAP: the embedded broker speaks PLAINTEXT on loopback only")
         broker = EmbeddedBroker().start()
         bootstrap = broker.bootstrap
         if settings.sample and not args.no_sample:
@@ -179,7 +182,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     settings = _settings()
     path = _existing_file(args.file)
     sent, skipped = produce_file(_bootstrap(settings, args.bootstrap), args.topic or settings.topic_events, path,
-                                 args.format, rate=args.rate, year=args.year)
+                                 args.format, rate=args.rate, year=args.year, security=settings)
     print(f"produced {sent} events to {args.topic or settings.topic_events}"
           + (f" ({skipped} unreadable records skipped)" if skipped else ""), file=sys.stderr)
     return 0
@@ -191,7 +194,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
         print_alerts(_bootstrap(settings, args.bootstrap), args.topic or settings.topic_alerts,
-                     follow=args.follow, as_json=args.json, limit=args.limit)
+                     follow=args.follow, as_json=args.json, limit=args.limit, security=settings)
     except KeyboardInterrupt:
         pass
     return 0
@@ -216,7 +219,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
                           "analyst": args.analyst or os.environ.get("USER", ""),
                           "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")})
     topic = args.topic or settings.topic_feedback
-    publish_feedback(_bootstrap(settings, args.bootstrap), topic, doc.to_dict())
+    publish_feedback(_bootstrap(settings, args.bootstrap), topic, doc.to_dict(), security=settings)
     print(f"{verdict} on alert {args.alert_id} published to {topic}", file=sys.stderr)
     return 0
 
