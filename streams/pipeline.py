@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from detection.threshold import AlertThreshold
 from encoders.hybrid import HybridEncoder
 from schemas.errors import InvalidEvent
 from schemas.models import SecurityEvent, decode_event
+from streams.payload_fields import PayloadFields
 from streams.store import CollectionSpec, SparseTerms, StorePoint, VectorStore, point_id
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Rejected:
             "raw_encoding": encoding,
             "raw_bytes": len(self.raw),
             "source": source,
-            "received_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "received_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
 
 
@@ -126,7 +127,7 @@ class Pipeline:
     def __init__(self, encoder: HybridEncoder, detector: NoveltyDetector, store: VectorStore | None, *,
                  threshold: float | AlertThreshold = 90.0, max_message_bytes: int = 81_920,
                  neighbours_in_alert: int = 3, recent_ids: int = 100_000,
-                 feedback: FeedbackMemory | None = None) -> None:
+                 feedback: FeedbackMemory | None = None, payload_fields: PayloadFields | None = None) -> None:
         self.encoder = encoder
         self.detector = detector
         self.store = store
@@ -139,6 +140,8 @@ class Pipeline:
         #: stage suppresses alerts like false positives
         self.feedback = feedback if feedback is not None else FeedbackMemory()
         self.recent = RecentIds(recent_ids)  # detection/recent.py: event ids already learned
+        #: the event fields a store point keeps (streams/payload_fields.py); None: all of them
+        self.payload_fields = payload_fields
         if store is not None:
             store.ensure(CollectionSpec(name=EVENTS, dense_dim=encoder.dim))
 
@@ -157,8 +160,8 @@ class Pipeline:
         """
         try:
             return self._process(values)
-        except Exception as exc:  # noqa: BLE001 - the worker must keep going
-            log.exception("batch of %d failed (%s); retrying one by one", len(values), exc)
+        except Exception as exc:  # the worker must keep going
+            log.exception("batch of %d failed (%s); retrying one by one", len(values), exc)  # noqa: TRY401 - one-line summary
         out = BatchOutcome()
         rows: list[np.ndarray] = []
         for i, raw in enumerate(values):
@@ -269,7 +272,7 @@ class Pipeline:
 
     def _point(self, j: int, doc: dict[str, Any], sc: EventScore, batch: Any) -> StorePoint:
         indices, values = batch.sparse[j]
-        payload = dict(doc)
+        payload = self.payload_fields.apply(doc) if self.payload_fields is not None else dict(doc)
         payload.update({"template": batch.templates[j], "template_id": batch.template_ids[j],
                         "score": sc.score, "novelty": round(sc.raw, 6), "warmup": sc.warmup,
                         "warmup_reasons": list(sc.warmup_reasons), "confidence": sc.confidence,

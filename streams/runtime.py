@@ -18,6 +18,7 @@ from detection.sessions import Sessionizer
 from detection.threshold import AlertThreshold
 from encoders.hybrid import build_default_encoder
 from streams.entity_stage import EntityStage
+from streams.payload_fields import PayloadFields
 from streams.pipeline import Pipeline
 from streams.session_stage import SessionStage
 from streams.settings import Settings
@@ -75,6 +76,7 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         neighbours_in_alert=settings.neighbours_in_alert,
         recent_ids=settings.recent_event_ids,
         feedback=FeedbackMemory(suppress_at=settings.feedback_suppress_at, confirm_at=settings.feedback_confirm_at),
+        payload_fields=PayloadFields.parse(settings.payload_fields),
     )
 
 

@@ -16,6 +16,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from streams.payload_fields import DEFAULT_PAYLOAD_FIELDS, PayloadFields
 from streams.settings_security import (
     SecretFileSource,
     check_kafka_security,
@@ -65,6 +66,9 @@ class Settings(BaseSettings):
     # int8 scalar quantization with rescoring (issue 3); applies to indexed segments
     store_quantization: Literal["none", "int8", "binary"] = "int8"
     data_dir: Path = Path(".secstream")
+    # event fields an events point keeps in its payload (streams/payload_fields.py, README "Security"):
+    # SecurityEvent v1 names and attributes.<key>; event_id and time are required
+    payload_fields: str = DEFAULT_PAYLOAD_FIELDS
 
     # Encoder.
     weight_text: float = Field(default=0.50, ge=0)
@@ -178,6 +182,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:  # sasl_ssl, scram-sha-512 as the Kafka docs write them too
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("payload_fields")
+    @classmethod
+    def _payload_fields_known(cls, value: str) -> str:
+        return PayloadFields.parse(value).spec()
 
     @field_validator("session_keys")
     @classmethod
