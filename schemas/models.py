@@ -11,6 +11,10 @@ Input policy for events (strict, so that the DLQ tells producers what is wrong):
 * string fields take strings only; ports and counters take JSON integers only
   (``22`` and ``22.0`` are accepted, ``"22"`` and ``true`` are ``wrong_type``).
 * ``null`` for an optional field means absent.
+* sizes: a message of at most ``MAX_EVENT_BYTES`` (the worker's ``SECSTREAM_MAX_MESSAGE_BYTES``), a
+  ``message`` of at most ``MAX_MESSAGE_BYTES`` of UTF-8, ``event_id`` at most 256 characters and the
+  other string fields (entity names become keys of per-entity state) at most ``MAX_FIELD_CHARS``;
+  any of them over its limit is ``too_large``.
 * unknown top-level fields are moved into ``attributes`` (non-scalar values as
   their JSON text, ``null`` dropped); ``attributes`` given explicitly win.
 """
@@ -25,13 +29,20 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from schemas.errors import InvalidEvent
 
 __all__ = [
-    "ENTITY_TYPES", "MAX_EVENT_BYTES", "MAX_MESSAGE_BYTES", "Alert", "AlertEntity", "AlertEventSummary",
+    "ENTITY_TYPES", "MAX_EVENT_BYTES", "MAX_FIELD_CHARS", "MAX_MESSAGE_BYTES", "Alert", "AlertEntity", "AlertEventSummary",
     "AlertEvidence", "AlertExplanation", "AlertNeighbour", "AlertTopTerm", "SecurityEvent", "decode_event",
     "format_time", "load_schema", "parse_event", "validate_alert",
 ]
@@ -45,6 +56,8 @@ ENTITY_TYPES: Final[tuple[str, ...]] = get_args(EntityType)
 
 MAX_MESSAGE_BYTES: Final = 65536
 MAX_EVENT_BYTES: Final = 81920
+#: source, event_type, host, user, process, protocol, session_id: names, not text (the message is the text)
+MAX_FIELD_CHARS: Final = 1024
 _MIN_MS: Final = 0
 _MAX_MS: Final = 7289654399999  # 2200-12-31T23:59:59.999Z
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -73,6 +86,13 @@ def _strict_str(v: object) -> str:
     if not isinstance(v, str):
         raise _err("wrong_type", "expected a string, got {t}", t=type(v).__name__)
     return _check_text(v)
+
+
+def _short_str(v: object) -> str:
+    s = _strict_str(v)
+    if len(s) > MAX_FIELD_CHARS:
+        raise _err("too_large", "{n} characters exceeds {m}", n=len(s), m=MAX_FIELD_CHARS)
+    return s
 
 
 def _message(v: object) -> str:
@@ -176,7 +196,7 @@ def _attributes(v: object) -> dict[str, str | int | float | bool]:
     return out
 
 
-Str = Annotated[str, BeforeValidator(_strict_str)]
+Str = Annotated[str, BeforeValidator(_short_str)]
 Port = Annotated[int, _int_in(0, 65535)]
 Counter = Annotated[int, _int_in(0, None)]
 IP = Annotated[str, BeforeValidator(_ip)]
@@ -288,7 +308,7 @@ def _reason_of(err_type: str) -> str:
         return err_type
     if err_type == "missing":
         return "missing_field"
-    if err_type.endswith("_type") or err_type.endswith("_parsing"):
+    if err_type.endswith(("_type", "_parsing")):
         return "wrong_type"
     return "invalid_value"
 
@@ -342,7 +362,7 @@ def decode_event(raw: bytes, max_bytes: int = MAX_EVENT_BYTES) -> SecurityEvent:
 
 
 # Alert models and schema loading live in schemas/alert.py; re-exported here.
-from schemas.alert import (  # noqa: E402
+from schemas.alert import (
     Alert,
     AlertEntity,
     AlertEventSummary,
