@@ -95,15 +95,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     settings = _settings(metrics_port=args.metrics_port)
+    if settings.embedded_broker and settings.kafka_security_protocol != "PLAINTEXT":
+        raise CliError(f"SECSTREAM_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+                       f"SECSTREAM_KAFKA_BOOTSTRAP: the embedded broker speaks PLAINTEXT on loopback only")
     _setup_logging(settings.log_level, settings.log_format)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: stacks to stderr
     broker = None
     sample = None
     data_dir = settings.data_dir
     if settings.embedded_broker:
-        if settings.kafka_security_protocol != "PLAINTEXT":
-            raise CliError(f"SECSTREAM_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
-                           f"SECSTREAM_KAFKA_BOOTSTRAP: the embedded broker speaks PLAINTEXT on loopback only")
         broker = EmbeddedBroker().start()
         bootstrap = broker.bootstrap
         if settings.sample and not args.no_sample:

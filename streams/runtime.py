@@ -32,7 +32,7 @@ def build_store(settings: Settings, data_dir: Path | None = None) -> VectorStore
     root = data_dir or settings.data_dir
     if settings.qdrant_url:
         return open_store(url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value(),
-                          quantization=settings.store_quantization, ca_file=settings.qdrant_ca_file)
+                          quantization=settings.store_quantization, ca_file=settings.qdrant_ssl_cafile)
     return open_store(engine=settings.store_engine, path=root / "qdrant", quantization=settings.store_quantization)
 
 

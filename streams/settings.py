@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # Qdrant. Empty url = embedded engine under data_dir.
     qdrant_url: str = ""
     qdrant_api_key: SecretStr = SecretStr("")
-    qdrant_ca_file: str = ""  # PEM CA bundle for an https:// QDRANT_URL signed by a private CA
+    qdrant_ssl_cafile: str = ""  # PEM CA bundle for an https:// QDRANT_URL signed by a private CA
     store_engine: Literal["edge", "local"] = "edge"
     # int8 scalar quantization with rescoring (issue 3); applies to indexed segments
     store_quantization: Literal["none", "int8", "binary"] = "int8"
@@ -173,7 +173,7 @@ class Settings(BaseSettings):
         return init_settings, env_settings, SecretFileSource(settings_cls), dotenv_settings, file_secret_settings
 
     @field_validator("kafka_bootstrap", "qdrant_url", "kafka_sasl_username", "kafka_ssl_cafile",
-                     "kafka_ssl_certfile", "kafka_ssl_keyfile", "qdrant_ca_file")
+                     "kafka_ssl_certfile", "kafka_ssl_keyfile", "qdrant_ssl_cafile")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()

@@ -124,11 +124,11 @@ def check_kafka_security(s: Any) -> None:
 
 def check_qdrant_security(s: Any) -> None:
     """Raise ValueError when the Qdrant TLS settings do not fit together."""
-    if not s.qdrant_ca_file:
+    if not s.qdrant_ssl_cafile:
         return
-    problem = _missing_file("qdrant_ca_file", s.qdrant_ca_file)
+    problem = _missing_file("qdrant_ssl_cafile", s.qdrant_ssl_cafile)
     if problem:
         raise ValueError(problem)
     if not s.qdrant_url.lower().startswith("https://"):
-        raise ValueError(f"SECSTREAM_QDRANT_CA_FILE needs an https:// SECSTREAM_QDRANT_URL, got "
+        raise ValueError(f"SECSTREAM_QDRANT_SSL_CAFILE needs an https:// SECSTREAM_QDRANT_URL, got "
                          f"{s.qdrant_url or 'none (embedded store)'}")

@@ -1,5 +1,5 @@
 """The Qdrant server client over TLS with an API key, against a local HTTPS endpoint that answers like Qdrant's
-REST API (no Qdrant server binary here): the certificate is verified against SECSTREAM_QDRANT_CA_FILE, the key
+REST API (no Qdrant server binary here): the certificate is verified against SECSTREAM_QDRANT_SSL_CAFILE, the key
 arrives in the ``api-key`` header, and a server the CA did not sign is refused."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def https_qdrant(tmp_path: Path) -> Iterator[tuple[str, TlsFiles]]:
 
 def test_private_ca_and_api_key(https_qdrant: tuple[str, TlsFiles]) -> None:
     url, tls = https_qdrant
-    store = build_store(Settings(qdrant_url=url, qdrant_api_key=API_KEY, qdrant_ca_file=str(tls.ca)))
+    store = build_store(Settings(qdrant_url=url, qdrant_api_key=API_KEY, qdrant_ssl_cafile=str(tls.ca)))
     try:
         assert store.attach("events") is None  # asked the server: no such collection
     finally:
@@ -72,7 +72,7 @@ def test_private_ca_and_api_key(https_qdrant: tuple[str, TlsFiles]) -> None:
 
 def test_certificate_from_another_ca_is_refused(https_qdrant: tuple[str, TlsFiles]) -> None:
     url, tls = https_qdrant
-    for settings in (Settings(qdrant_url=url, qdrant_api_key=API_KEY, qdrant_ca_file=str(tls.other_ca)),
+    for settings in (Settings(qdrant_url=url, qdrant_api_key=API_KEY, qdrant_ssl_cafile=str(tls.other_ca)),
                      Settings(qdrant_url=url, qdrant_api_key=API_KEY)):  # the system CAs do not know ours either
         store = build_store(settings)
         try:

@@ -111,9 +111,9 @@ def test_ssl_files_must_exist(tmp_path) -> None:
 
 def test_qdrant_ca_needs_https(tmp_path) -> None:
     ca = _secret_file(tmp_path, "pem", "ca.pem")
-    assert "needs an https:// SECSTREAM_QDRANT_URL" in _error(qdrant_url="http://qdrant:6333", qdrant_ca_file=str(ca))
-    assert "no such file" in _error(qdrant_url="https://q:6333", qdrant_ca_file=str(tmp_path / "none.pem"))
-    assert Settings(qdrant_url="https://q:6333", qdrant_ca_file=str(ca)).qdrant_ca_file == str(ca)
+    assert "needs an https:// SECSTREAM_QDRANT_URL" in _error(qdrant_url="http://qdrant:6333", qdrant_ssl_cafile=str(ca))
+    assert "no such file" in _error(qdrant_url="https://q:6333", qdrant_ssl_cafile=str(tmp_path / "none.pem"))
+    assert Settings(qdrant_url="https://q:6333", qdrant_ssl_cafile=str(ca)).qdrant_ssl_cafile == str(ca)
 
 
 def test_validation_errors_do_not_echo_secrets() -> None:
@@ -157,3 +157,22 @@ def test_bad_security_setting_is_one_line(capsys, monkeypatch, env: dict[str, st
     code, _, err = _run(capsys, "config")
     assert code == 2 and expect in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_run_refuses_a_secured_protocol_on_the_embedded_broker(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("SECSTREAM_KAFKA_SECURITY_PROTOCOL", "SSL")  # the system CAs: valid, but not on loopback Tansu
+    code, _, err = _run(capsys, "run", "--metrics-port", "0")
+    assert code == 2 and "SECSTREAM_KAFKA_BOOTSTRAP" in err and "embedded broker speaks PLAINTEXT" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_settings_in_a_log_line_show_no_secret(monkeypatch, tmp_path) -> None:
+    import logging
+
+    from streams.logs import JsonFormatter
+
+    monkeypatch.setenv("SECSTREAM_QDRANT_API_KEY_FILE", str(_secret_file(tmp_path, SECRET)))
+    s = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="svc", kafka_sasl_password="pw-" + SECRET)
+    record = logging.LogRecord("streams.x", logging.INFO, __file__, 1, "settings %s %r", (s, s), None)
+    line = JsonFormatter().format(record)
+    assert SECRET not in line and "**********" in line
