@@ -118,7 +118,7 @@ def connect_error(exc: BaseException, bootstrap: str, s: KafkaSecuritySettings) 
     from aiokafka import errors
 
     where = f"Kafka at {bootstrap} ({describe(s)})"
-    if isinstance(exc, KeyError) and _uses_sasl(s) or isinstance(exc, errors.SaslAuthenticationFailed):
+    if (isinstance(exc, KeyError) and _uses_sasl(s)) or isinstance(exc, errors.SaslAuthenticationFailed):
         return KafkaSecurityError(f"{where}: the broker rejected the SASL credentials of user "
                                   f"{s.kafka_sasl_username!r}")
     if isinstance(exc, errors.UnsupportedSaslMechanismError):
