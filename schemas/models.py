@@ -11,6 +11,10 @@ Input policy for events (strict, so that the DLQ tells producers what is wrong):
 * string fields take strings only; ports and counters take JSON integers only
   (``22`` and ``22.0`` are accepted, ``"22"`` and ``true`` are ``wrong_type``).
 * ``null`` for a field means absent (a null ``time`` or ``message`` is ``missing_field``).
+* sizes: a message of at most ``MAX_EVENT_BYTES`` (the worker's ``SECSTREAM_MAX_MESSAGE_BYTES``), a
+  ``message`` of at most ``MAX_MESSAGE_BYTES`` of UTF-8, ``event_id`` at most 256 characters and the
+  other string fields (entity names become keys of per-entity state) at most ``MAX_FIELD_CHARS``;
+  any of them over its limit is ``too_large``.
 * unknown top-level fields are moved into ``attributes`` (non-scalar values as
   their JSON text, ``null`` dropped); ``attributes`` given explicitly win.
 """
@@ -38,7 +42,7 @@ from pydantic_core import PydanticCustomError
 from schemas.errors import InvalidEvent
 
 __all__ = [
-    "ENTITY_TYPES", "MAX_EVENT_BYTES", "MAX_MESSAGE_BYTES", "Alert", "AlertEntity", "AlertEventSummary",
+    "ENTITY_TYPES", "MAX_EVENT_BYTES", "MAX_FIELD_CHARS", "MAX_MESSAGE_BYTES", "Alert", "AlertEntity", "AlertEventSummary",
     "AlertEvidence", "AlertExplanation", "AlertNeighbour", "AlertTopTerm", "SecurityEvent", "decode_event",
     "format_time", "load_schema", "parse_event", "validate_alert",
 ]
@@ -52,6 +56,8 @@ ENTITY_TYPES: Final[tuple[str, ...]] = get_args(EntityType)
 
 MAX_MESSAGE_BYTES: Final = 65536
 MAX_EVENT_BYTES: Final = 81920
+#: source, event_type, host, user, process, protocol, session_id: names, not text (the message is the text)
+MAX_FIELD_CHARS: Final = 1024
 _MIN_MS: Final = 0
 _MAX_MS: Final = 7289654399999  # 2200-12-31T23:59:59.999Z
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,6 +86,13 @@ def _strict_str(v: object) -> str:
     if not isinstance(v, str):
         raise _err("wrong_type", "expected a string, got {t}", t=type(v).__name__)
     return _check_text(v)
+
+
+def _short_str(v: object) -> str:
+    s = _strict_str(v)
+    if len(s) > MAX_FIELD_CHARS:
+        raise _err("too_large", "{n} characters exceeds {m}", n=len(s), m=MAX_FIELD_CHARS)
+    return s
 
 
 def _message(v: object) -> str:
@@ -183,7 +196,7 @@ def _attributes(v: object) -> dict[str, str | int | float | bool]:
     return out
 
 
-Str = Annotated[str, BeforeValidator(_strict_str)]
+Str = Annotated[str, BeforeValidator(_short_str)]
 Port = Annotated[int, _int_in(0, 65535)]
 Counter = Annotated[int, _int_in(0, None)]
 IP = Annotated[str, BeforeValidator(_ip)]

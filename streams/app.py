@@ -30,6 +30,7 @@ from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
 from streams.feedback_agent import FeedbackAgent
 from streams.health import Health
+from streams.kafka_security import aiokafka_kwargs, faust_credentials
 from streams.logs import OwnLevels, logging_config
 from streams.pipeline import EVENTS as EVENTS_COLLECTION
 from streams.pipeline import BatchOutcome, Pipeline
@@ -133,6 +134,7 @@ class Worker:
         self.app = faust.App(
             s.app_id,
             broker=f"kafka://{bootstrap}",
+            broker_credentials=faust_credentials(s),  # None: plaintext (streams/kafka_security.py)
             value_serializer="raw",
             key_serializer="raw",
             topic_partitions=s.topic_partitions,
@@ -158,6 +160,7 @@ class Worker:
                                  dim=pipeline.encoder.dim, feedback=pipeline.feedback)
         # analyst verdicts: read by every worker (streams/feedback_agent.py)
         self.feedback = FeedbackAgent(self.app, self.executor, bootstrap=bootstrap, topic=s.topic_feedback,
+                                      client_options=aiokafka_kwargs(s),
                                       memory=pipeline.feedback, pipeline=pipeline, sessions=sessions,
                                       store=pipeline.store, retry_s=s.feedback_retry_s, ready=self.ensure_topics)
         self.sessions: SessionAgent | None = None
@@ -282,7 +285,7 @@ class Worker:
             try:
                 position = await consumer.position(tp)
                 lag = max(0, consumer.highwater(tp) - (position or 0))
-            except Exception:  # not yet fetched / rebalancing
+            except Exception:  # noqa: BLE001, S112 - not yet fetched / rebalancing
                 continue
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
         store = self.pipeline.store

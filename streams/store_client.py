@@ -5,6 +5,7 @@ Behaviour and the quantization rules are in the :mod:`streams.store` docstring.
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,19 +89,23 @@ class ClientStore(Engine):
     """qdrant-client: a Qdrant server (``url``, ``api_key``, ``timeout`` in s), else local mode
     on disk (``path``), else local mode in memory. ``url`` and ``path`` are exclusive.
 
+    An ``https://`` url is verified against the system CAs, or against ``ca_file`` (PEM) for a
+    server whose certificate a private CA signed; the API key travels in the ``api-key`` header.
+
     ``quantization`` is the default for new collections. Local mode stores the quantization
     config but searches float32 by brute force; search parameters go to a server only.
     """
 
     def __init__(self, *, url: str = "", api_key: str = "", path: Path | None = None, timeout: int = 30,
-                 quantization: Quantization = "int8") -> None:
+                 quantization: Quantization = "int8", ca_file: str = "") -> None:
         super().__init__(quantization)
         if url and path is not None:
             raise StoreError("give either url (server) or path (local mode), not both")
         self.url, self.path = url, path
         with boundary(f"open qdrant-client ({url or path or ':memory:'})"):
             if url:
-                self._client = QdrantClient(url=url, api_key=api_key or None, timeout=timeout)
+                tls = {"verify": ssl.create_default_context(cafile=ca_file)} if ca_file else {}
+                self._client = QdrantClient(url=url, api_key=api_key or None, timeout=timeout, **tls)
             elif path is not None:
                 Path(path).mkdir(parents=True, exist_ok=True)
                 self._client = QdrantClient(path=str(path))

@@ -1,8 +1,14 @@
-"""Producer and consumer tools: `secstream produce`, `secstream alerts` and `secstream feedback`."""
+"""Producer and consumer tools: `secstream produce`, `secstream alerts` and `secstream feedback`.
+
+Each takes ``security``, the settings whose Kafka security options its clients use
+(:mod:`streams.kafka_security`); None is a plaintext broker. A client that cannot connect or
+authenticate raises :class:`streams.kafka_security.KafkaSecurityError`: one line, no traceback.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -15,14 +21,32 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams.adapters import read_records
 from streams.app import entity_key, format_alert_line
 from streams.console import Progress, table
+from streams.kafka_security import KafkaSecuritySettings, aiokafka_kwargs, connect_error
+
+
+async def start_client(client: Any, bootstrap: str, security: KafkaSecuritySettings | None) -> None:
+    """``await client.start()``; a failure to connect or authenticate becomes one clear line."""
+    try:
+        await client.start()
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # already failing: report the first error
+            await client.stop()
+        if security is None:
+            raise
+        raise connect_error(exc, bootstrap, security) from exc
+
+
+def _security_kwargs(security: KafkaSecuritySettings | None) -> dict[str, Any]:
+    return aiokafka_kwargs(security) if security is not None else {}
 
 
 async def produce_values(bootstrap: str, topic: str, values: Iterable[bytes], *, rate: float | None = None,
-                         progress: Progress | None = None, max_request_size: int = 16 * 1_048_576) -> int:
+                         progress: Progress | None = None, max_request_size: int = 16 * 1_048_576,
+                         security: KafkaSecuritySettings | None = None) -> int:
     """Publish raw values keyed by entity; optional rate limit (events/s). Returns the count."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size,
-                                acks="all")
-    await producer.start()
+                                acks="all", **_security_kwargs(security))
+    await start_client(producer, bootstrap, security)
     sent, started = 0, time.monotonic()
     try:
         pending = []
@@ -49,12 +73,13 @@ async def produce_values(bootstrap: str, topic: str, values: Iterable[bytes], *,
     return sent
 
 
-def publish_feedback(bootstrap: str, topic: str, verdict: dict[str, Any]) -> None:
+def publish_feedback(bootstrap: str, topic: str, verdict: dict[str, Any], *,
+                     security: KafkaSecuritySettings | None = None) -> None:
     """Publish one analyst verdict (keyed by its alert id) and wait for the broker's ack."""
 
     async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        await producer.start()
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **_security_kwargs(security))
+        await start_client(producer, bootstrap, security)
         try:
             await producer.send_and_wait(topic, value=json.dumps(verdict).encode("utf-8"),
                                          key=str(verdict["alert_id"]).encode("utf-8"))
@@ -65,7 +90,7 @@ def publish_feedback(bootstrap: str, topic: str, verdict: dict[str, Any]) -> Non
 
 
 def produce_file(bootstrap: str, topic: str, path: Path, fmt: str, *, rate: float | None = None,
-                 year: int | None = None) -> tuple[int, int]:
+                 year: int | None = None, security: KafkaSecuritySettings | None = None) -> tuple[int, int]:
     """Publish a file's records; returns (sent, skipped) — skipped = records the adapter could not read."""
     skipped = 0
 
@@ -78,17 +103,21 @@ def produce_file(bootstrap: str, topic: str, path: Path, fmt: str, *, rate: floa
             yield rec.value
 
     progress = Progress(f"produce {path.name}")
-    sent = asyncio.run(produce_values(bootstrap, topic, values(), rate=rate, progress=progress))
-    progress.close()
+    try:
+        sent = asyncio.run(produce_values(bootstrap, topic, values(), rate=rate, progress=progress,
+                                          security=security))
+    finally:
+        progress.close()
     return sent, skipped
 
 
 async def consume_alerts(bootstrap: str, topic: str, *, follow: bool, as_json: bool, out: TextIO,
-                         idle_s: float = 2.0, limit: int | None = None) -> int:
+                         idle_s: float = 2.0, limit: int | None = None,
+                         security: KafkaSecuritySettings | None = None) -> int:
     """Print alerts from the beginning of the topic; stop when idle unless following."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
+                                enable_auto_commit=False, **_security_kwargs(security))
+    await start_client(consumer, bootstrap, security)
     shown = 0
     rows: list[list[Any]] = []
     try:
@@ -123,6 +152,6 @@ async def consume_alerts(bootstrap: str, topic: str, *, follow: bool, as_json: b
 
 
 def print_alerts(bootstrap: str, topic: str, *, follow: bool, as_json: bool, limit: int | None = None,
-                 out: TextIO | None = None) -> int:
+                 out: TextIO | None = None, security: KafkaSecuritySettings | None = None) -> int:
     return asyncio.run(consume_alerts(bootstrap, topic, follow=follow, as_json=as_json, out=out or sys.stdout,
-                                      limit=limit))
+                                      limit=limit, security=security))

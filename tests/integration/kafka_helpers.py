@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer
 
@@ -37,7 +41,7 @@ class WorkerProc:
                # one partition unless asked: the worker consumes in input order, so events
                # produced last are scored last whatever their key
                "SECSTREAM_TOPIC_PARTITIONS": "1", "HF_HUB_OFFLINE": "1", **env_extra}
-        self.log = open(log_path, "ab")
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv or [sys.executable, "-m", "streams.cli", "run"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
 
@@ -119,13 +123,13 @@ class WorkerProc:
         return code
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+async def create_topic(bootstrap: str, name: str, partitions: int, **client_options: Any) -> None:
     """Create ``name`` up front: a producer racing the worker would otherwise auto-create it
     with the broker's default partition count, and events keyed by entity would then be
-    consumed out of input order."""
+    consumed out of input order. ``client_options``: security (streams.kafka_security.aiokafka_kwargs)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
@@ -160,3 +164,66 @@ async def drain(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tup
     finally:
         await consumer.stop()
     return out
+
+
+class TlsProxy:
+    """A TLS-terminating TCP proxy on a loopback port in front of a plaintext broker, served by a
+    thread of its own: Tansu does not serve TLS itself (streams/broker.py), so Kafka clients' TLS is
+    tested against this, with the broker advertising the proxy's address. ``client_ca``: require
+    client certificates it signed (mutual TLS)."""
+
+    def __init__(self, target: str, cert: Path, key: Path, client_ca: Path | None = None,
+                 port: int | None = None) -> None:
+        host, target_port = target.rsplit(":", 1)
+        self.target = (host, int(target_port))
+        self.port = port or free_port()
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(cert, key)
+        if client_ca is not None:
+            self.ctx.load_verify_locations(client_ca)
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="tls-proxy", daemon=True)
+        self.server: asyncio.Server | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        start = asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.ctx)
+        self.server = asyncio.run_coroutine_threadsafe(start, self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def close() -> None:
+            if self.server is not None:
+                self.server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()

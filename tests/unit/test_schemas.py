@@ -164,6 +164,7 @@ def test_valid_event_accepted_by_both() -> None:
         {"time": True}, {"time": -5}, {"time": 10**15}, {"time": "1969-12-31T23:00:00Z"},
         {"bytes_in": -1}, {"packets": 1.5}, {"duration_ms": -0.1}, {"user": 7}, {"host": ["a"]},
         {"attributes": {"nested": {"a": 1}}}, {"attributes": [1]}, {"event_id": ""},
+        {"user": "u" * 1025}, {"host": "h" * 5000}, {"session_id": "s" * 1025},
     ],
 )
 def test_invalid_event_rejected_by_both(patch: dict[str, Any]) -> None:
@@ -273,6 +274,7 @@ def test_alert_event_summary_from_event() -> None:
         ({"time": 0, "message": "m", "severity": "urgent"}, "invalid_value", "severity"),
         ({"time": "2300-01-01T00:00:00Z", "message": "m"}, "invalid_value", "time"),
         ({"time": 0, "message": "é" * 40000}, "too_large", "message"),
+        ({"time": 0, "message": "m", "user": "é" * 1025}, "too_large", "user"),
     ],
 )
 def test_parse_event_reason_codes(obj: object, reason: str, field: str) -> None:
