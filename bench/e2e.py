@@ -4,17 +4,19 @@
     python -m bench.e2e --overload 3 --seconds 60                                   (`secstream bench backpressure`)
 
 The worker is ``secstream run`` as deployed (its own process, 4 partitions, the embedded Qdrant
-engine); the producer sends the bundled sample stream (fresh event ids, so nothing is a re-delivery)
-at a fixed rate per step, keyed by entity as ``secstream produce`` does. Among the events, *canaries*
-(``--canaries`` per second): process starts of never-seen tools on never-seen hosts and users, each
-one its own dedup group, which the worker must alert on. Event→alert latency is the time from a
-canary's send to its alert read from the alerts topic (the whole path: events agent, alert-steps
+engine, sessions and entities on); the producer (this process, sharing the machine) sends the bundled
+sample stream with fresh event ids and current times (nothing is a re-delivery) at a fixed rate per
+step, keyed by entity as ``secstream produce`` does, plus ``--canaries`` per second never-seen process
+starts (each on its own user and host) that usually alert. Event→alert latency: for every event sent
+in the step that appears in an alert document (new, or an update folding it in), the time from its
+send to that document's arrival on the alerts topic: the whole path (events agent, alert-steps
 repartition, dedup agent, alerts topic).
 
-Per step: offered and achieved events/s (the worker's ``secstream_events_total`` over the step),
-consumer lag at the end, canaries alerted, p50/p99 event→alert latency, and the worker's RSS. A rate
-is *sustained* when the worker consumed at least 95 % of it and the lag did not grow past one
-second of input; the summary names the highest sustained rate whose p99 is under 250 ms.
+Per step: offered and achieved events/s (the worker's ``secstream_events_total``, from the step's
+first send until it has consumed all of the step's events, at most 30 s after the last send),
+consumer lag when the sending stops, events alerted, p50/p99 event→alert latency, and the worker's
+RSS. A step is *sustained* when the worker consumed the step within a second of its last send; the
+summary names the highest sustained rate whose p99 is under 250 ms (none, if no rate qualifies).
 
 ``--overload F``: backpressure. One step at F times the highest rate sustained in a short probe,
 for ``--seconds``; the worker's RSS is sampled every second: memory must stay flat (bounded
