@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -29,6 +30,19 @@ def metric(port: int, name: str, labels: str = "") -> float:
     sel = rf"\{{{re.escape(labels)}\}}" if labels else ""
     m = re.search(rf"^{re.escape(name)}{sel} ([0-9.e+]+)$", text, re.MULTILINE)
     return float(m.group(1)) if m else -1.0
+
+
+# Unmistakable valid events appended after a sample stream: a process and a port this
+# stream has never had, on a source it has never seen. They must alert.
+INJECTED = [
+    json.dumps({"event_id": f"inj-{i}", "time": f"2026-12-10T12:00:0{i}Z", "source": "sysmon",
+                "event_type": "process_start", "host": "ws-07", "user": "mallory",
+                "process": f"C:\\Tools\\{name}", "dst_port": 4444,
+                "message": f"Process Create: Image: C:\\Tools\\{name} CommandLine: {name} {args}"}).encode()
+    for i, (name, args) in enumerate([("mimikatz.exe", "sekurlsa::logonpasswords"),
+                                      ("procdump.exe", "-ma lsass.exe out.dmp")])
+]
+INJECTED_IDS = {f"inj-{i}" for i in range(len(INJECTED))}
 
 
 class WorkerProc:

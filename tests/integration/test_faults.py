@@ -31,7 +31,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka_helpers import WorkerProc, create_topic, drain, metric
+from kafka_helpers import (
+    INJECTED,
+    INJECTED_IDS,
+    WorkerProc,
+    create_topic,
+    drain,
+    metric,
+)
 
 from schemas.models import decode_event
 from streams.adapters import read_records
@@ -53,15 +60,6 @@ MALFORMED: dict[bytes, str] = {
     b"\xff\xfe\x00garbage\x80\x81": "not_utf8",
     b'{"time": "2026-01-01T00:00:00Z", "message": "' + b"A" * 200_000 + b'"}': "too_large",
 }
-INJECTED = [
-    json.dumps({"event_id": f"inj-{i}", "time": f"2026-12-10T12:00:0{i}Z", "source": "sysmon",
-                "event_type": "process_start", "host": "ws-07", "user": "mallory",
-                "process": f"C:\\Tools\\{name}", "dst_port": 4444,
-                "message": f"Process Create: Image: C:\\Tools\\{name} CommandLine: {name} {args}"}).encode()
-    for i, (name, args) in enumerate([("mimikatz.exe", "sekurlsa::logonpasswords"),
-                                      ("procdump.exe", "-ma lsass.exe out.dmp")])
-]
-INJECTED_IDS = {f"inj-{i}" for i in range(len(INJECTED))}
 
 needs_data = pytest.mark.skipif(not OPENSSH.exists(), reason=f"sample data not found at {OPENSSH}")
 

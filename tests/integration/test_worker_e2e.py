@@ -10,12 +10,12 @@ again (after a worker restart) adds no points.
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
-from kafka_helpers import WorkerProc, create_topic, drain
+from kafka_helpers import INJECTED, INJECTED_IDS, WorkerProc, create_topic, drain
 
 from schemas.errors import InvalidEvent
 from schemas.models import decode_event, validate_alert
@@ -41,17 +41,6 @@ MALFORMED: dict[bytes, str] = {
 }
 
 
-# Unmistakable valid events appended after the sshd sample: a process and a port this
-# stream has never had, on a source it has never seen. They must alert.
-INJECTED = [
-    json.dumps({"event_id": f"inj-{i}", "time": f"2026-12-10T12:00:0{i}Z", "source": "sysmon",
-                "event_type": "process_start", "host": "ws-07", "user": "mallory",
-                "process": f"C:\\Tools\\{name}", "dst_port": 4444,
-                "message": f"Process Create: Image: C:\\Tools\\{name} CommandLine: {name} {args}"}).encode()
-    for i, (name, args) in enumerate([("mimikatz.exe", "sekurlsa::logonpasswords"),
-                                      ("procdump.exe", "-ma lsass.exe out.dmp")])
-]
-INJECTED_IDS = {f"inj-{i}" for i in range(len(INJECTED))}
 
 
 def _points(data_dir: Path) -> int:
