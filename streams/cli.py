@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if settings.metrics_port:
             print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics (probes: /healthz, /readyz)",
                   file=sys.stderr, flush=True)
-        store = build_store(settings)
+        store = build_store(settings, retry=True)
         pipeline = build_pipeline(settings, store)
         load_state(pipeline, settings.data_dir / "state")
         load_feedback(pipeline.feedback, settings.data_dir / "state", pipeline.model_version)

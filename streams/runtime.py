@@ -28,8 +28,11 @@ from streams.store_retry import RetryingStore
 log = logging.getLogger(__name__)
 
 
-def build_store(settings: Settings, data_dir: Path | None = None) -> VectorStore:
-    """The configured vector store: a Qdrant server by URL, else the embedded engine."""
+def build_store(settings: Settings, data_dir: Path | None = None, *, retry: bool = False) -> VectorStore:
+    """The configured vector store: a Qdrant server by URL, else the embedded engine.
+
+    ``retry`` (the worker): transient failures are waited out (streams/store_retry.py) instead of
+    raised; a command run by hand wants the error at once."""
     root = data_dir or settings.data_dir
     if settings.qdrant_url:
         store = open_store(url=settings.qdrant_url, api_key=settings.qdrant_api_key.get_secret_value(),
@@ -37,6 +40,8 @@ def build_store(settings: Settings, data_dir: Path | None = None) -> VectorStore
     else:
         store = open_store(engine=settings.store_engine, path=root / "qdrant",
                            quantization=settings.store_quantization)
+    if not retry:
+        return store
     # a store outage holds the batch (backlog in Kafka), it does not dead-letter valid events
     return RetryingStore(store, backoff_max_s=settings.store_retry_max_backoff_s, give_up_s=settings.store_give_up_s)
 

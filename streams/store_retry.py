@@ -19,6 +19,7 @@ succeed are unaffected. ``secstream_store_up`` is 0 while a call is failing, and
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -58,12 +59,13 @@ def transient(exc: BaseException) -> bool:
 
     Transient: OS-level connection and timeout errors, the HTTP client's transport errors,
     a server status of 408, 429 or 5xx, gRPC UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED.
-    Everything else (a validation error, a config mismatch, a 4xx) is permanent.
+    Everything else (a validation error, a config mismatch, a 4xx) is permanent, and so is anything
+    whose chain holds a certificate that does not verify or a refused API key (401/403).
     """
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
+    chain = _chain(exc)
+    if any(_permanent(e) for e in chain):
+        return False
+    for cur in chain:
         if isinstance(cur, StoreUnavailable | ConnectionError | TimeoutError):
             return True
         if isinstance(cur, OSError) and not isinstance(cur, FileNotFoundError | PermissionError):
@@ -78,10 +80,26 @@ def transient(exc: BaseException) -> bool:
             try:
                 if getattr(code(), "name", "") in _TRANSIENT_GRPC:
                     return True
-            except Exception:  # noqa: BLE001 - not a gRPC error after all
+            except Exception:  # noqa: BLE001, S110 - not a gRPC error after all
                 pass
-        cur = cur.__cause__ or cur.__context__
     return False
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes, outermost first."""
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and all(cur is not e for e in out):
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def _permanent(exc: BaseException) -> bool:
+    """A failure no wait cures: a certificate that does not verify, credentials refused (401/403)."""
+    if isinstance(exc, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return True
+    return getattr(exc, "status_code", None) in (401, 403)
 
 
 class RetryingStore(VectorStore):

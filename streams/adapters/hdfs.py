@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from schemas.models import MAX_FIELD_CHARS
 from streams.adapters._common import AdapterError, clean_ip, clean_port, digits_value
 
 __all__ = ["hdfs_event", "iter_parquet", "parse_hdfs_line"]
@@ -69,6 +70,8 @@ def hdfs_event(date: str, time: str, pid: str, level: str, component: str, messa
         blk = _BLOCK.search(message)
         session_id = blk[0] if blk else None
     if session_id:
+        if len(session_id) > MAX_FIELD_CHARS:  # no real block id is this long: the line is garbage
+            raise AdapterError(f"hdfs: block id of {len(session_id)} characters (at most {MAX_FIELD_CHARS})")
         ev["session_id"] = session_id
     if m := _SRC_DEST.search(message):
         for key, val in (("src_ip", clean_ip(m[1])), ("src_port", clean_port(m[2])),

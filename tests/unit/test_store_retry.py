@@ -69,6 +69,15 @@ def test_transient_is_judged_on_the_cause() -> None:
         raise StoreError("dense shape (3,), collection expects (8,)") from ValueError("shape")
     except StoreError as exc:
         assert not transient(exc)
+    import ssl
+
+    try:  # a connection error caused by a certificate that does not verify: no wait cures it
+        try:
+            raise ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+        except ssl.SSLError as inner:
+            raise StoreError("upsert: ConnectError") from ConnectionError(str(inner))
+    except StoreError as exc:
+        assert not transient(exc)
 
 
 def test_an_outage_is_waited_out_and_the_points_land_once(engine) -> None:
