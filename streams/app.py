@@ -28,6 +28,7 @@ from streams.alert_agent import AlertAgent
 from streams.batches import finish_batch
 from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
+from streams.faust_tuning import limit_fetch_wait
 from streams.feedback_agent import FeedbackAgent
 from streams.health import Health
 from streams.kafka_security import aiokafka_kwargs, faust_credentials
@@ -131,6 +132,7 @@ class Worker:
         self._cache_seen = (0, 0)
         self.health = health or Health()  # /healthz, /readyz (streams/health.py)
         s = settings
+        limit_fetch_wait(s.kafka_fetch_max_wait_ms)
         self.app = faust.App(
             s.app_id,
             broker=f"kafka://{bootstrap}",
@@ -155,7 +157,9 @@ class Worker:
         # every raised alert goes through dedup (streams/alert_agent.py) before the alerts topic
         self.alerts = AlertAgent(self.app, lambda: build_deduper(s), self.executor, app_id=s.app_id,
                                  partitions=s.topic_partitions, batch_size=s.batch_size,
-                                 within_s=max(s.batch_within_s, 0.2), alerts_topic=self.alerts_topic,
+                                 # alerts are few and an analyst waits on them: no 0.2 s floor (the
+                                 # session and entity agents keep it: fewer, larger changelog writes)
+                                 within_s=s.batch_within_s, alerts_topic=self.alerts_topic,
                                  alert_format=s.alert_format, ready=self.ensure_topics, store=pipeline.store,
                                  dim=pipeline.encoder.dim, feedback=pipeline.feedback)
         # analyst verdicts: read by every worker (streams/feedback_agent.py)

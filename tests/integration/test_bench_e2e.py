@@ -1,0 +1,29 @@
+"""`secstream bench e2e` runs end to end on the embedded broker and a worker process (a short smoke run:
+the figures themselves are the benchmark's, measured in the README, never asserted here)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.e2e import main
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_e2e_reports_each_step(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--rates", "100", "--seconds", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (step,) = out["steps"]
+    assert step["rate"] == 100 and step["sent"] >= 290  # 3 s at 100 events/s
+    assert step["achieved"] > 0 and step["rss_max"] > 0
+    assert set(step) >= {"p50_ms", "p99_ms", "lag_end", "canaries", "alerted", "sustained"}
+    assert "max_sustained_p99_under_250ms" in out
+
+
+def test_bench_e2e_refuses_bad_rates(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--rates", "fast"])
+    assert err.value.code == 2
+    assert "--rates takes numbers" in capsys.readouterr().err
