@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -192,12 +193,30 @@ async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
         await admin.close()
 
 
+#: capacities that fill within a short probe (a few thousand events), so that RSS growth after it is
+#: not state reaching its caps but what is buffered: the backpressure bench's worker
+SMALL_STATE = {"SECSTREAM_EXEMPLAR_CAPACITY": "2000", "SECSTREAM_TEXT_CACHE_SIZE": "2000",
+               "SECSTREAM_RECENT_EVENT_IDS": "5000", "SECSTREAM_ENTITY_MAX": "300",
+               "SECSTREAM_BASELINE_QUARANTINE": "500", "SECSTREAM_SESSION_MAX_EVENTS": "200"}
+
+
+def rss_slope(rss: list[float]) -> float:
+    """Least-squares slope of RSS samples taken a second apart, over their second half, in MiB/min."""
+    half = rss[len(rss) // 2:]
+    n = len(half)
+    if n < 2:
+        return 0.0
+    mx, my = (n - 1) / 2, sum(half) / n
+    return 60 * sum((i - mx) * (y - my) for i, y in enumerate(half)) / sum((i - mx) ** 2 for i in range(n))
+
+
 def _pct(values: list[float], q: float) -> float:
     xs = sorted(values)
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sample_rss: bool = False) -> dict[str, Any]:
+def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sample_rss: bool = False,
+             drain: bool = True) -> dict[str, Any]:
     before = _metric_sum(port, "secstream_events_total")
     canaries_before = set(load.sent)  # every event sent before this step
     rss: list[float] = []
@@ -214,7 +233,7 @@ def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sampl
     produced = time.monotonic() - t0
     lag = _metric_sum(port, "secstream_consumer_lag_messages")
     consumed = _metric_sum(port, "secstream_events_total") - before
-    while consumed < sent and time.monotonic() - t0 < produced + 30:  # the step's tail, up to 30 s
+    while drain and consumed < sent and time.monotonic() - t0 < produced + 30:  # the step's tail, up to 30 s
         time.sleep(0.2)
         consumed = _metric_sum(port, "secstream_events_total") - before
     elapsed = time.monotonic() - t0  # from the first event sent to the last consumed
@@ -235,7 +254,7 @@ def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sampl
 class Rig:
     """Embedded broker + worker process (+ the load), torn down on exit."""
 
-    def __init__(self, canaries_per_s: float, batch_size: int | None) -> None:
+    def __init__(self, canaries_per_s: float, batch_size: int | None, env_extra: dict[str, str] | None = None) -> None:
         from streams.broker import EmbeddedBroker, free_port
 
         self.tmp = Path(tempfile.mkdtemp(prefix="secstream-e2e-"))
@@ -246,9 +265,13 @@ class Rig:
                "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"}
         if batch_size:
             env["SECSTREAM_BATCH_SIZE"] = str(batch_size)
+        env.update(env_extra or {})
         asyncio.run(_create_topic(self.broker.bootstrap, TOPIC, 4))
+        # the worker whose store can be made to fail (bench/fault_store.py: a file switches it)
+        self.fault = self.tmp / "fault"
+        env["SECSTREAM_TEST_FAULT_FILE"] = str(self.fault)
         self.log = open(self.tmp / "worker.log", "wb")  # noqa: SIM115 - closed in close()
-        self.worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "run"], env=env, stdout=self.log,
+        self.worker = subprocess.Popen([sys.executable, "-m", "bench.fault_store"], env=env, stdout=self.log,
                                        stderr=subprocess.STDOUT)
         self.canaries_per_s = canaries_per_s
         self.load: Load | None = None
@@ -263,6 +286,7 @@ class Rig:
             self.worker.kill()
         self.log.close()
         self.broker.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
@@ -289,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overload", type=float, default=0.0,
                     help="backpressure: one step at this many times the highest sustained rate of a probe")
     ap.add_argument("--overload-seconds", type=float, default=60.0, help="length of the overload step")
+    ap.add_argument("--stall-seconds", type=float, default=0.0,
+                    help="before the overload: this long at the overload rate with the store failing (nothing "
+                         "processed: RSS that grows is buffering)")
+    ap.add_argument("--small-state", action="store_true",
+                    help="small caches and baselines, full within the probe: RSS that grows after it is queues")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args(argv)
     try:
@@ -297,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--rates takes numbers separated by commas, e.g. 250,500,1000; got {args.rates!r}")
     if not rates or min(rates) <= 0 or args.seconds <= 0:
         ap.error("--rates must be positive numbers and --seconds > 0")
-    rig = Rig(args.canaries, args.batch_size)
+    rig = Rig(args.canaries, args.batch_size, SMALL_STATE if args.small_state else None)
     try:
         rig.wait_ready()
         assert rig.load is not None
@@ -305,8 +334,20 @@ def main(argv: list[str] | None = None) -> int:
         steps = [run_step(rig.load, rig.port, rig.worker.pid, r, args.seconds) for r in rates]
         if args.overload:
             best = max([s["rate"] for s in steps if s["sustained"]] or [rates[0]])
-            steps.append({**run_step(rig.load, rig.port, rig.worker.pid, best * args.overload, args.overload_seconds,
-                                     sample_rss=True), "overload": True})
+            if args.stall_seconds:
+                rig.fault.write_text("fail")
+                stalled = run_step(rig.load, rig.port, rig.worker.pid, best * args.overload, args.stall_seconds,
+                                   sample_rss=True, drain=False)
+                rig.fault.write_text("")
+                rss = stalled.pop("rss")
+                steps.append({**stalled, "overload": True, "store": "failing",
+                              "rss_slope_mib_per_min_2nd_half": round(rss_slope(rss), 1),
+                              "rss_mid": round(rss[len(rss) // 2], 1) if rss else -1})
+            over = run_step(rig.load, rig.port, rig.worker.pid, best * args.overload, args.overload_seconds,
+                            sample_rss=True)
+            rss = over.pop("rss")
+            steps.append({**over, "overload": True, "rss_slope_mib_per_min_2nd_half": round(rss_slope(rss), 1),
+                          "rss_mid": round(rss[len(rss) // 2], 1) if rss else -1})
     finally:
         rig.close()
     good = [s["rate"] for s in steps if s["sustained"] and s["p99_ms"] is not None and s["p99_ms"] < 250
@@ -319,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
             "rss_last", "rss_max", "sustained"]
     print(table([["-" if s[c] is None else s[c] for c in cols] for s in steps], cols))
     print(f"highest rate sustained with p99 event->alert < 250 ms: {summary['max_sustained_p99_under_250ms']}")
+    for s in steps:
+        if s.get("overload"):
+            print(f"overload at {s['rate']:.0f} events/s{' (store failing)' if s.get('store') else ''}: "
+                  f"lag {s['lag_end']} when sending stopped; RSS "
+                  f"{s['rss_first']} -> {s['rss_mid']} (middle) -> {s['rss_last']} MiB, second-half slope "
+                  f"{s['rss_slope_mib_per_min_2nd_half']} MiB/min")
     return 0
 
 

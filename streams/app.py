@@ -188,6 +188,7 @@ class Worker:
         self._topics_ready = False
         self.app.agent(self.events_topic, name="events")(self._events_agent)
         self.app.timer(5.0, name="lag")(self._lag_timer)
+        self.app.timer(5.0, name="points")(self._points_timer)
         self.app.timer(1.0, name="health")(self._health_timer)
         self.app.timer(s.state_interval_s, name="state")(self._state_timer)
         if s.print_alerts:
@@ -292,6 +293,9 @@ class Worker:
             except Exception:  # noqa: BLE001, S112 - not yet fetched / rebalancing
                 continue
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+    async def _points_timer(self) -> None:
+        """Points stored (a timer of its own: while the store is down the count waits, the lag must not)."""
         store = self.pipeline.store
         if store is not None:
             count = await asyncio.get_running_loop().run_in_executor(self.executor, store.count, EVENTS_COLLECTION)

@@ -48,7 +48,6 @@ pytestmark = pytest.mark.integration
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 OPENSSH = DATA / "loghub" / "OpenSSH_2k.log"
-FAULT_WORKER = Path(__file__).with_name("fault_worker.py")
 TOPIC = "secstream.events"
 
 MALFORMED: dict[bytes, str] = {
@@ -144,7 +143,7 @@ def set_fault(path: Path, what: str) -> None:
 
 
 def fault_worker(bootstrap: str, tmp: Path, name: str, **env: str) -> WorkerProc:
-    return WorkerProc(bootstrap, tmp / "data", tmp / f"{name}.log", argv=[sys.executable, str(FAULT_WORKER)],
+    return WorkerProc(bootstrap, tmp / "data", tmp / f"{name}.log", argv=[sys.executable, "-m", "bench.fault_store"],
                       SECSTREAM_TEST_FAULT_FILE=str(tmp / "fault"), SECSTREAM_STORE_RETRY_MAX_BACKOFF_S="1",
                       **env)
 

@@ -1,4 +1,5 @@
-"""`secstream run` whose vector store can be made slow or failing from outside: the fault tests' worker.
+"""`secstream run` whose vector store can be made slow or failing from outside: the worker of the fault
+tests (tests/integration/test_faults.py) and of the backpressure benchmark (bench/e2e.py).
 
 The store is the real embedded Qdrant engine. What a Qdrant server outage looks like
 to the worker cannot be produced here (no server, no Docker), so it is injected at
@@ -8,7 +9,8 @@ by ``SECSTREAM_TEST_FAULT_FILE`` says ``fail``, every store call raises the
 ``ConnectionRefusedError``); while it says ``slow <seconds>``, every call first sleeps
 that long. Everything else is the product's code path, retry wrapper included.
 
-Run as ``python tests/integration/fault_worker.py`` with the usual SECSTREAM_* environment.
+Run as ``python -m bench.fault_store`` with the usual SECSTREAM_* environment. Nothing in the
+product imports this module.
 """
 
 from __future__ import annotations
