@@ -42,6 +42,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.memory import rss_mib
 from streams.console import table
 
 TOPIC = "secstream.events"
@@ -54,14 +55,6 @@ def _metric_sum(port: int, name: str) -> float:
         return -1.0
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and (line[len(name)] in " {"))
-
-
-def _rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return -1.0
 
 
 def canary(i: int, rng: random.Random, run: str) -> tuple[str, bytes]:
@@ -186,17 +179,6 @@ class Load:
             self.loop.close()
 
 
-async def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    finally:
-        await admin.close()
-
-
 #: capacities that fill within a short probe (a few thousand events), so that RSS growth after it is
 #: not state reaching its caps but what is buffered: the backpressure bench's worker
 SMALL_STATE = {"SECSTREAM_EXEMPLAR_CAPACITY": "2000", "SECSTREAM_TEXT_CACHE_SIZE": "2000",
@@ -228,7 +210,7 @@ def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sampl
 
     def sampler() -> None:
         while not stop.wait(1.0):
-            rss.append(_rss_mib(pid))
+            rss.append(rss_mib(pid))
 
     thread = threading.Thread(target=sampler, daemon=True)
     thread.start()
@@ -262,7 +244,7 @@ class Rig:
     """Embedded broker + worker process (+ the load), torn down on exit."""
 
     def __init__(self, canaries_per_s: float, batch_size: int | None, env_extra: dict[str, str] | None = None) -> None:
-        from streams.broker import EmbeddedBroker, free_port
+        from streams.broker import EmbeddedBroker, create_topic, free_port
 
         self.tmp = Path(tempfile.mkdtemp(prefix="secstream-e2e-"))
         self.broker = EmbeddedBroker(log_path=self.tmp / "tansu.log").start()
@@ -273,7 +255,7 @@ class Rig:
         if batch_size:
             env["SECSTREAM_BATCH_SIZE"] = str(batch_size)
         env.update(env_extra or {})
-        asyncio.run(_create_topic(self.broker.bootstrap, TOPIC, 4))
+        asyncio.run(create_topic(self.broker.bootstrap, TOPIC, 4))
         # the worker whose store can be made to fail (bench/fault_store.py: a file switches it)
         self.fault = self.tmp / "fault"
         env["SECSTREAM_TEST_FAULT_FILE"] = str(self.fault)

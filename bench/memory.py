@@ -13,10 +13,11 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def rss_mib() -> float:
-    """Current resident set size in MiB (Linux ``/proc/self/statm``), else the peak."""
+def rss_mib(pid: int | str = "self") -> float:
+    """Current resident set size in MiB of this process or ``pid`` (Linux ``/proc/<pid>/statm``); else
+    this process's peak, or -1 for another process."""
     try:
-        with open("/proc/self/statm") as fh:
+        with open(f"/proc/{pid}/statm") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
-        return peak_rss_mib()
+        return peak_rss_mib() if pid == "self" else -1.0

@@ -31,8 +31,8 @@ from streams.console import table
 
 def run(batch_size: int = 500) -> dict[str, Any]:
     """Score the bundled sample; per-scenario statistics and throughput."""
-    from streams.pipeline import Accepted
     from streams.entity_stage import entity_steps
+    from streams.pipeline import Accepted
     from streams.runtime import build_entity_stage, build_pipeline, build_session_stage
     from streams.sample import iter_sample
     from streams.settings import Settings

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from schemas.errors import SecstreamError
 
@@ -86,6 +86,20 @@ async def _kafka_answers(bootstrap: str, timeout_s: float) -> None:
             with contextlib.suppress(Exception):
                 await admin.close()
     raise BrokerError(f"embedded broker at {bootstrap} did not answer within {timeout_s:.0f}s: {last}")
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int, **client_options: Any) -> None:
+    """Create ``name`` up front: a producer racing a worker would otherwise auto-create it with the
+    broker's default partition count, and events keyed by entity would then be consumed out of order.
+    ``client_options``: more admin client options (security: streams/kafka_security.py)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
 
 
 def wait_until_ready(bootstrap: str, timeout_s: float = 20.0) -> None:

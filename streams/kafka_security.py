@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from schemas.errors import SecstreamError
+from streams.settings_security import SASL_PROTOCOLS, SSL_PROTOCOLS
 
 __all__ = ["KafkaSecurityError", "KafkaSecuritySettings", "aiokafka_kwargs", "connect_error", "describe", "faust_credentials",
            "ssl_context"]
@@ -44,11 +45,11 @@ class KafkaSecuritySettings(Protocol):
 
 
 def _uses_tls(s: KafkaSecuritySettings) -> bool:
-    return s.kafka_security_protocol in ("SSL", "SASL_SSL")
+    return s.kafka_security_protocol in SSL_PROTOCOLS
 
 
 def _uses_sasl(s: KafkaSecuritySettings) -> bool:
-    return s.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+    return s.kafka_security_protocol in SASL_PROTOCOLS
 
 
 def ssl_context(s: KafkaSecuritySettings) -> ssl.SSLContext | None:

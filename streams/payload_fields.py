@@ -21,6 +21,7 @@ __all__ = ["DEFAULT_PAYLOAD_FIELDS", "EVENT_FIELDS", "REQUIRED", "PayloadFields"
 EVENT_FIELDS: tuple[str, ...] = tuple(SecurityEvent.model_fields)
 REQUIRED = ("event_id", "time")
 DEFAULT_PAYLOAD_FIELDS = ",".join(EVENT_FIELDS)
+_ALL = frozenset(EVENT_FIELDS)
 _ATTR = "attributes."
 
 
@@ -51,7 +52,7 @@ class PayloadFields:
 
     @property
     def keeps_everything(self) -> bool:
-        return self.attribute_keys is None and self.fields >= set(EVENT_FIELDS)
+        return self.attribute_keys is None and self.fields >= _ALL
 
     def spec(self) -> str:
         """The canonical setting value: fields in schema order, then the attribute keys sorted."""

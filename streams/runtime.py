@@ -86,7 +86,7 @@ def build_pipeline(settings: Settings, store: VectorStore | None) -> Pipeline:
         neighbours_in_alert=settings.neighbours_in_alert,
         recent_ids=settings.recent_event_ids,
         feedback=FeedbackMemory(suppress_at=settings.feedback_suppress_at, confirm_at=settings.feedback_confirm_at),
-        payload_fields=PayloadFields.parse(settings.payload_fields),
+        payload_fields=None if (fields := PayloadFields.parse(settings.payload_fields)).keeps_everything else fields,
     )
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from aiokafka import AIOKafkaConsumer
 
@@ -135,20 +135,6 @@ class WorkerProc:
                 self.proc.kill()
             self.log.close()
         return code
-
-
-async def create_topic(bootstrap: str, name: str, partitions: int, **client_options: Any) -> None:
-    """Create ``name`` up front: a producer racing the worker would otherwise auto-create it
-    with the broker's default partition count, and events keyed by entity would then be
-    consumed out of input order. ``client_options``: security (streams.kafka_security.aiokafka_kwargs)."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
 async def drain(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes | None, bytes]]:

@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 
 import pytest
-from kafka_helpers import WorkerProc, create_topic, drain, metric
+from kafka_helpers import WorkerProc, drain, metric
 
 from schemas.models import validate_alert
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, create_topic
 from streams.tools import produce_values
 
 pytestmark = pytest.mark.integration

@@ -19,11 +19,19 @@ import json
 from pathlib import Path
 
 import pytest
+from kafka_helpers import WorkerProc, drain
 
-from bench.entity_scenario import CHANGE_AT, CHANGED, OPENSSH, T0, WINDOW_S, scenario_events, scenario_values
+from bench.entity_scenario import (
+    CHANGE_AT,
+    CHANGED,
+    OPENSSH,
+    T0,
+    WINDOW_S,
+    scenario_events,
+    scenario_values,
+)
 from detection.sessions import event_time
-from kafka_helpers import WorkerProc, create_topic, drain
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, create_topic
 from streams.tools import produce_values
 
 pytestmark = pytest.mark.integration

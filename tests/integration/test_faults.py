@@ -31,18 +31,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka_helpers import (
-    INJECTED,
-    INJECTED_IDS,
-    WorkerProc,
-    create_topic,
-    drain,
-    metric,
-)
+from kafka_helpers import INJECTED, INJECTED_IDS, WorkerProc, drain, metric
 
 from schemas.models import decode_event
 from streams.adapters import read_records
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, create_topic, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -202,84 +195,92 @@ def check_nothing_lost(bootstrap: str, data_dir: Path, ids: set[str]) -> dict[st
             "alerts_resent": sum(n - 1 for n in new.values())}
 
 
-@needs_data
-def test_store_outage_then_slow_store_loses_nothing(tmp_path: Path) -> None:
-    first, second, ids = stream()
-    fault = tmp_path / "fault"
-    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
-        asyncio.run(create_topic(broker.bootstrap, TOPIC, partitions=1))
-        worker = fault_worker(broker.bootstrap, tmp_path, "worker1")
-        try:
-            produce(broker.bootstrap, first)
-            wait_stored(worker, 1000)
-            set_fault(fault, "fail")  # the store goes down mid-stream
-            produce(broker.bootstrap, second[:300])
-            worker.wait_metric("secstream_store_errors_total", 3, labels='op="upsert"')
-            assert metric(worker.port, "secstream_store_up") == 0
-            time.sleep(3)  # the batch waits; nothing is dead-lettered, the worker stays up
-            assert metric(worker.port, "secstream_dlq_total", 'reason="processing_error"') <= 0
-            assert worker.proc.poll() is None
-        finally:
-            code = worker.stop()  # a stop while the store is down: the batch in flight is withheld
-        assert code == 0, (tmp_path / "worker1.log").read_text()[-3000:]
-        assert "could not finish" in (tmp_path / "worker1.log").read_text()
-
-        set_fault(fault, "slow 0.3")  # back, but slow
-        worker = fault_worker(broker.bootstrap, tmp_path, "worker2")
-        try:
-            produce(broker.bootstrap, second[300:])
-            time.sleep(5)
-            set_fault(fault, "")
-            wait_stored(worker, len(ids))
-            wait_attacks_alerted(worker, broker.bootstrap)
-        finally:
-            code = worker.stop()
-        assert code == 0, (tmp_path / "worker2.log").read_text()[-3000:]
-        figures = check_nothing_lost(broker.bootstrap, tmp_path / "data", ids)
-        print("store outage:", figures)
+@pytest.fixture()
+def broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """The embedded broker (in memory) with the events topic of one partition: input order is scoring order."""
+    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as running:
+        asyncio.run(create_topic(running.bootstrap, TOPIC, partitions=1))
+        yield running
 
 
 @needs_data
-def test_worker_stop_and_kill_mid_batch_lose_nothing(tmp_path: Path) -> None:
+def test_store_outage_then_slow_store_loses_nothing(tmp_path: Path, broker: EmbeddedBroker) -> None:
     first, second, ids = stream()
     fault = tmp_path / "fault"
-    with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
-        asyncio.run(create_topic(broker.bootstrap, TOPIC, partitions=1))
-        # 1. a graceful stop with a slow batch in flight: it is finished, acked and committed
-        worker = fault_worker(broker.bootstrap, tmp_path, "worker1")
-        try:
-            produce(broker.bootstrap, first[:600])
-            wait_stored(worker, 600)
-            set_fault(fault, "slow 1.5")
-            produce(broker.bootstrap, first[600:])
-            time.sleep(2.0)  # a batch is waiting on the slow store now
-        finally:
-            code = worker.stop()
-        assert code == 0, (tmp_path / "worker1.log").read_text()[-3000:]
+    worker = fault_worker(broker.bootstrap, tmp_path, "worker1")
+    try:
+        produce(broker.bootstrap, first)
+        wait_stored(worker, 1000)
+        set_fault(fault, "fail")  # the store goes down mid-stream
+        produce(broker.bootstrap, second[:300])
+        worker.wait_metric("secstream_store_errors_total", 3, labels='op="upsert"')
+        assert metric(worker.port, "secstream_store_up") == 0
+        time.sleep(3)  # the batch waits; nothing is dead-lettered, the worker stays up
+        assert metric(worker.port, "secstream_dlq_total", 'reason="processing_error"') <= 0
+        assert worker.proc.poll() is None
+    finally:
+        code = worker.stop()  # a stop while the store is down: the batch in flight is withheld
+    assert code == 0, (tmp_path / "worker1.log").read_text()[-3000:]
+    assert "could not finish" in (tmp_path / "worker1.log").read_text()
+
+    set_fault(fault, "slow 0.3")  # back, but slow
+    worker = fault_worker(broker.bootstrap, tmp_path, "worker2")
+    try:
+        produce(broker.bootstrap, second[300:])
+        time.sleep(5)
         set_fault(fault, "")
-        worker = fault_worker(broker.bootstrap, tmp_path, "worker2")
-        try:
-            wait_stored(worker, 1000)
-            # nothing the first worker processed comes again: it committed what it finished
-            assert metric(worker.port, "secstream_events_repeated_total") <= 0
-            # 2. SIGKILL in the middle of a (slow) batch: no shutdown at all
-            set_fault(fault, "slow 1.5")
-            produce(broker.bootstrap, second[:400])
-            time.sleep(2.0)
-        finally:
-            worker.kill()
-        set_fault(fault, "")
-        worker = fault_worker(broker.bootstrap, tmp_path, "worker3")
-        try:
-            produce(broker.bootstrap, second[400:])
-            wait_stored(worker, len(ids))
-            wait_attacks_alerted(worker, broker.bootstrap)
-            redelivered = metric(worker.port, "secstream_events_total", 'result="ok"')
-        finally:
-            code = worker.stop()
-        assert code == 0, (tmp_path / "worker3.log").read_text()[-3000:]
-        figures = check_nothing_lost(broker.bootstrap, tmp_path / "data", ids)
-        print("worker stop and kill:", figures, "events consumed after the kill:", redelivered)
+        wait_stored(worker, len(ids))
+        wait_attacks_alerted(worker, broker.bootstrap)
+    finally:
+        code = worker.stop()
+    assert code == 0, (tmp_path / "worker2.log").read_text()[-3000:]
+    figures = check_nothing_lost(broker.bootstrap, tmp_path / "data", ids)
+    print("store outage:", figures)
+
+
+@needs_data
+def test_worker_stop_and_kill_mid_batch_lose_nothing(tmp_path: Path, broker: EmbeddedBroker) -> None:
+    first, second, ids = stream()
+    fault = tmp_path / "fault"
+    # 1. a graceful stop with a slow batch in flight: it is finished, acked and committed
+    worker = fault_worker(broker.bootstrap, tmp_path, "worker1")
+    try:
+        produce(broker.bootstrap, first[:600])
+        wait_stored(worker, 600)
+        set_fault(fault, "slow 1.5")
+        produce(broker.bootstrap, first[600:])
+        time.sleep(2.0)  # a batch is waiting on the slow store now
+    finally:
+        code = worker.stop()
+    assert code == 0, (tmp_path / "worker1.log").read_text()[-3000:]
+    set_fault(fault, "")
+    worker = fault_worker(broker.bootstrap, tmp_path, "worker2")
+    try:
+        wait_stored(worker, 1000)
+        # nothing the first worker processed comes again: it committed what it finished
+        assert metric(worker.port, "secstream_events_repeated_total") <= 0
+        # 2. SIGKILL in the middle of a (slow) batch: no shutdown at all
+        set_fault(fault, "slow 1.5")
+        produce(broker.bootstrap, second[:400])
+        time.sleep(2.0)
+    finally:
+        worker.kill()
+    set_fault(fault, "")
+    # a restarted pod comes up after the dead member's session expired (6 s): joining while the broker
+    # still holds it makes two rebalances, after which Tansu sometimes hands a worker nothing more
+    # (the restart stall seen in test_worker_e2e; README "Faults")
+    time.sleep(7)
+    worker = fault_worker(broker.bootstrap, tmp_path, "worker3")
+    try:
+        produce(broker.bootstrap, second[400:])
+        wait_stored(worker, len(ids))
+        wait_attacks_alerted(worker, broker.bootstrap)
+        redelivered = metric(worker.port, "secstream_events_total", 'result="ok"')
+    finally:
+        code = worker.stop()
+    assert code == 0, (tmp_path / "worker3.log").read_text()[-3000:]
+    figures = check_nothing_lost(broker.bootstrap, tmp_path / "data", ids)
+    print("worker stop and kill:", figures, "events consumed after the kill:", redelivered)
 
 
 @pytest.fixture()

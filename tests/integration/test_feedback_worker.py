@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from kafka_helpers import WorkerProc, create_topic, drain
+from kafka_helpers import WorkerProc, drain
 
 from schemas.models import validate_alert
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, create_topic
 from streams.store import open_store, point_id
 from streams.tools import produce_values
 

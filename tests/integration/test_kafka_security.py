@@ -22,9 +22,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kafka_helpers import TlsProxy, WorkerProc, create_topic
+from kafka_helpers import TlsProxy, WorkerProc
 
-from streams.broker import EmbeddedBroker, broker_binary, free_port
+from streams.broker import EmbeddedBroker, broker_binary, create_topic, free_port
 from streams.kafka_security import KafkaSecurityError, aiokafka_kwargs
 from streams.settings import Settings
 from streams.tools import consume_alerts, produce_values

@@ -17,9 +17,9 @@ import json
 from pathlib import Path
 
 import pytest
+from kafka_helpers import WorkerProc, drain
 
-from kafka_helpers import WorkerProc, create_topic, drain
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, create_topic
 from streams.tools import produce_values
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from kafka_helpers import INJECTED, INJECTED_IDS, WorkerProc, create_topic, drain
+from kafka_helpers import INJECTED, INJECTED_IDS, WorkerProc, drain
 
 from schemas.errors import InvalidEvent
 from schemas.models import decode_event, validate_alert
 from streams.adapters import read_records
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, create_topic
 from streams.tools import produce_values
 
 pytestmark = pytest.mark.integration
