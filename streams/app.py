@@ -133,6 +133,10 @@ class Worker:
         self.health = health or Health()  # /healthz, /readyz (streams/health.py)
         s = settings
         limit_fetch_wait(s.kafka_fetch_max_wait_ms)
+        if s.trace_consumer:
+            from streams import consumer_trace
+
+            consumer_trace.install()
         self.app = faust.App(
             s.app_id,
             broker=f"kafka://{bootstrap}",

@@ -30,7 +30,8 @@ BENCHES = {"encode": "bench.encode", "eval-hdfs": "bench.eval_hdfs", "sample": "
            "sessions-memory": "bench.session_memory", "sessions-store": "bench.session_store",
            "entity-update": "bench.entity_update",
            "entity-drift": "bench.entity_scenario", "alerts": "bench.alert_volume",
-           "fuzz": "bench.fuzz", "e2e": "bench.e2e", "backpressure": "bench.backpressure"}
+           "fuzz": "bench.fuzz", "e2e": "bench.e2e", "backpressure": "bench.backpressure",
+           "restarts": "bench.restarts"}
 TRAINABLE = ("categorical", "sessions")
 log = logging.getLogger("secstream")
 

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     # the longest a fetch waits for data (Faust hard-codes 1,500 ms; Tansu waits it out even when data
     # arrives, which made every hop up to 1.5 s: streams/faust_tuning.py)
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
+    trace_consumer: bool = False
     # Kafka security (README "Security"; streams/kafka_security.py turns these into client options).
     # Every secret (SecretStr) also reads from SECSTREAM_<NAME>_FILE (streams/settings_security.py).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
