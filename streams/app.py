@@ -28,7 +28,7 @@ from streams.alert_agent import AlertAgent
 from streams.batches import finish_batch
 from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
-from streams.faust_tuning import limit_fetch_wait
+from streams.faust_tuning import fix_stale_fetches, limit_fetch_wait
 from streams.feedback_agent import FeedbackAgent
 from streams.health import Health
 from streams.kafka_security import aiokafka_kwargs, faust_credentials
@@ -133,6 +133,7 @@ class Worker:
         self.health = health or Health()  # /healthz, /readyz (streams/health.py)
         s = settings
         limit_fetch_wait(s.kafka_fetch_max_wait_ms)
+        fix_stale_fetches()  # the restart stall (streams/faust_tuning.py, docs/operations.md "Restarts")
         if s.trace_consumer:
             from streams import consumer_trace
 

@@ -1,20 +1,41 @@
-"""Faust's Kafka consumer, tuned where Faust gives no setting.
+"""Faust's Kafka consumer, tuned and fixed where Faust gives no setting.
 
-Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500``, hard-coded. A Kafka broker
-answers a fetch as soon as any data arrives, so the value only bounds idle polling there; Tansu
-(the embedded broker) holds every fetch that finds no data for the whole wait, even when data
-arrives meanwhile. Measured on Tansu 0.6.0, one hop producer → consumer: p50 0.632 s with 1,500 ms,
-0.016 s with 100 ms. The worker's events reach an alert over two hops (events, then alert-steps),
-so this alone made event→alert latency seconds. :func:`limit_fetch_wait` sets the worker's wait
-(``SECSTREAM_KAFKA_FETCH_MAX_WAIT_MS``); against Kafka a short wait costs a few empty fetches per
-second while idle.
+**Fetch wait.** Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500``, hard-coded. A
+Kafka broker answers a fetch as soon as any data arrives, so the value only bounds idle polling
+there; Tansu (the embedded broker) holds every fetch that finds no data for the whole wait, even
+when data arrives meanwhile. Measured on Tansu 0.6.0, one hop producer → consumer: p50 0.632 s with
+1,500 ms, 0.016 s with 100 ms. The worker's events reach an alert over two hops (events, then
+alert-steps), so this alone made event→alert latency seconds. :func:`limit_fetch_wait` sets the
+worker's wait (``SECSTREAM_KAFKA_FETCH_MAX_WAIT_MS``); against Kafka a short wait costs a few empty
+fetches per second while idle.
+
+**Stale fetches after a seek** (the restart stall, docs/operations.md "Restarts"). Faust's fetcher
+loop (``Consumer._drain_messages``) remembers, per partition, the offset of the last message it
+delivered (``_read_offset``) and drops any later message below it as a duplicate. Records are
+fetched in aiokafka's own thread, and a batch fetched *before* a seek (the seek to the committed
+offsets after every rebalance) can still be delivered *after* it: it moves the read offset back
+up past the offsets the seek is about to fetch again, and Faust drops those as duplicates. When
+their first copies had been discarded (a revocation clears the agents' queues), they are never
+processed, the committed offset stops below them for good, and the worker consumes to the end of
+the log and commits nothing more. Its stale records also make Faust record a false "gap" (offsets
+it takes as non-existent), so a commit can skip what was never processed. :func:`fix_stale_fetches`
+stamps every fetched batch, in the consumer's thread, with the state of each partition's fetch
+position at hand-out (aiokafka's partition state object and the number of seeks on it); before
+delivering a record, Faust's loop compares the stamp with the position now, and a record whose
+partition was sought or re-assigned since is not delivered: the seek made aiokafka fetch it again.
+The one message in delivery while the seek happens gets its read offset put back to the seek's.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+from aiokafka.structs import TopicPartition
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+__all__ = ["fix_stale_fetches", "limit_fetch_wait"]
 
 _ORIGINAL = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 _wait_ms = {"value": 1500}
@@ -30,3 +51,104 @@ def limit_fetch_wait(ms: int) -> None:
     """Make Faust's consumers of this process wait at most ``ms`` for data per fetch."""
     _wait_ms["value"] = int(ms)
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+
+
+class _StampedRecords(dict):  # type: ignore[type-arg]
+    """A fetch's ``{tp: [records]}`` with each partition's position state at hand-out."""
+
+    stamps: dict[Any, tuple[Any, int]]
+
+
+def _partition_state(consumer: Any, tp: Any) -> Any:
+    """aiokafka's TopicPartitionState of ``tp`` (None while unassigned); read from any thread."""
+    subscription = consumer._subscription.subscription
+    assignment = subscription.assignment if subscription is not None else None
+    return assignment.state_value(TopicPartition(tp.topic, tp.partition)) if assignment is not None else None
+
+
+def _stamp(state: Any) -> tuple[Any, int]:
+    return state, getattr(state, "_secstream_seeks", 0)
+
+
+def _fresh(consumer: Any, tp: Any, stamp: tuple[Any, int] | None) -> bool:
+    """True unless ``tp``'s fetch position was sought or re-assigned since ``stamp`` was taken."""
+    if stamp is None:
+        return True
+    state = _partition_state(consumer, tp)
+    return state is stamp[0] and getattr(state, "_secstream_seeks", 0) == stamp[1]
+
+
+def _install_seek_counter() -> None:
+    from aiokafka.consumer.subscription_state import TopicPartitionState
+
+    seek = TopicPartitionState.seek
+    if getattr(seek, "_secstream", False):
+        return
+
+    def counted_seek(self: Any, position: int) -> None:
+        seek(self, position)
+        self._secstream_seeks = getattr(self, "_secstream_seeks", 0) + 1
+        self._secstream_target = position
+
+    counted_seek._secstream = True  # type: ignore[attr-defined]
+    TopicPartitionState.seek = counted_seek
+
+
+async def _fetch_records(self: Any, consumer: Any, active_partitions: Any, timeout: float | None = None,
+                         max_records: int | None = None) -> Any:
+    """Faust's fetch in the consumer thread, its result stamped at once (no await between hand-out and stamp)."""
+    records = await _ORIGINAL_FETCH(self, consumer, active_partitions, timeout=timeout, max_records=max_records)
+    stamped = _StampedRecords(records)
+    stamped.stamps = {}
+    for tp in records:
+        state = _partition_state(consumer, tp)
+        if state is not None:
+            stamped.stamps[tp] = _stamp(state)
+    return stamped
+
+
+async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+    """Faust's ``Consumer.getmany`` (faust-streaming 0.15), delivering no record fetched before a seek."""
+    records, active_partitions = await self._wait_next_records(timeout)
+    generation_id = self.app.consumer_generation_id
+    if records is None or self.should_stop:
+        return
+    stamps = getattr(records, "stamps", {})
+    aiokafka_consumer = self._thread._consumer
+    records_it = self.scheduler.iterate(records)
+    to_message = self._to_message
+    if not self.flow_active:
+        try:
+            await self.perform_seek()
+        except Exception as ex:  # noqa: BLE001 - as Faust does
+            self.log.warning(f"exception performing seek when flow not active {ex}")
+        return
+    for tp, record in records_it:
+        if not self.flow_active or self.app.consumer_generation_id != generation_id:
+            break
+        if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
+            continue
+        stamp = stamps.get(tp)
+        if not _fresh(aiokafka_consumer, tp, stamp):
+            continue  # fetched before a seek of its partition: the seek fetches it again
+        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+        message = to_message(tp, record)
+        yield tp, message
+        # the loop delivered it and set its read offset; if a seek came meanwhile, that offset is stale
+        if not _fresh(aiokafka_consumer, tp, stamp) and self._read_offset.get(tp) == message.offset:
+            state = _partition_state(aiokafka_consumer, tp)
+            target = getattr(state, "_secstream_target", None) if state is stamp[0] else None
+            if target is None:
+                self._read_offset.pop(tp, None)
+            else:
+                self._read_offset[tp] = target
+
+
+_ORIGINAL_FETCH = faust_aiokafka.AIOKafkaConsumerThread._fetch_records
+
+
+def fix_stale_fetches() -> None:
+    """Install the stale-fetch fix (module docstring) in this process; idempotent."""
+    _install_seek_counter()
+    faust_aiokafka.AIOKafkaConsumerThread._fetch_records = _fetch_records
+    faust_consumer.Consumer.getmany = _getmany
