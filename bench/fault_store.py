@@ -9,6 +9,11 @@ by ``SECSTREAM_TEST_FAULT_FILE`` says ``fail``, every store call raises the
 ``ConnectionRefusedError``); while it says ``slow <seconds>``, every call first sleeps
 that long. Everything else is the product's code path, retry wrapper included.
 
+The same file injects a consumer stall: when it says ``stop-fetching``, the worker's Faust consumer
+pauses its events partitions once, behind the worker's back (a consumer that stops fetching); a
+rebalance resumes them. That is what the consumer watch (streams/consumer_watch.py) must find and
+recover from (tests/integration/test_stall_guard.py).
+
 Run as ``python -m bench.fault_store`` with the usual SECSTREAM_* environment. Nothing in the
 product imports this module.
 """
@@ -59,8 +64,33 @@ def faulty(store: VectorStore, control: Path) -> VectorStore:
     return store
 
 
+def stop_fetching_on_demand(control: Path) -> None:
+    """Make every Worker of this process pause its events partitions once ``control`` says ``stop-fetching``."""
+    from streams import app as worker_app
+
+    init = worker_app.Worker.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        done = [False]
+
+        async def inject() -> None:
+            if done[0] or fault_now(control)[0] != "stop-fetching":
+                return
+            tps = [tp for tp in self.app.consumer.assignment() if tp.topic == self.settings.topic_events]
+            if tps:
+                self.app.consumer.pause_partitions(tps)
+                done[0] = True
+                print(f"fault: stopped fetching {sorted(tp.partition for tp in tps)}", file=sys.stderr, flush=True)
+
+        self.app.timer(0.5, name="fault-consumer")(inject)
+
+    worker_app.Worker.__init__ = __init__
+
+
 def main() -> int:
     control = Path(os.environ["SECSTREAM_TEST_FAULT_FILE"])
+    stop_fetching_on_demand(control)
     real_open = runtime.open_store
 
     def open_store(**kwargs: Any) -> VectorStore:

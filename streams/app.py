@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
@@ -26,6 +26,7 @@ from detection.sessions import iso_time
 from streams import metrics
 from streams.alert_agent import AlertAgent
 from streams.batches import finish_batch
+from streams.consumer_watch import ConsumerWatch
 from streams.entity_agent import EntityAgent
 from streams.entity_stage import EntityStage, encode_entity_steps, entity_steps
 from streams.faust_tuning import fix_stale_fetches, limit_fetch_wait
@@ -96,6 +97,7 @@ class _FaustWorker(faust.Worker):
 
     own_level: int = logging.INFO
     on_stopping: Callable[[], None] | None = None  # called on SIGTERM/SIGINT, before Faust stops anything
+    on_report: Callable[[], Awaitable[str]] | None = None  # SIGUSR2: a state report to log
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,6 +107,16 @@ class _FaustWorker(faust.Worker):
         if self.on_stopping is not None:
             self.on_stopping()
         super()._schedule_shutdown(signal)
+
+    def _on_sigusr2(self) -> None:
+        """SIGUSR2 logs the consumer's state; Faust's default drops the worker into pdb, which blocks the
+        event loop of a worker that has no terminal (heartbeats stop, the group evicts it)."""
+        if self.on_report is not None:
+            self.add_future(self._report())
+
+    async def _report(self) -> None:
+        if self.on_report is not None:
+            log.warning("%s", await self.on_report())
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
@@ -192,7 +204,10 @@ class Worker:
         self._turn = asyncio.Lock()  # one events batch, or one state save, at a time
         self._topics_ready = False
         self.app.agent(self.events_topic, name="events")(self._events_agent)
-        self.app.timer(5.0, name="lag")(self._lag_timer)
+        # lag gauge and stall guard (streams/consumer_watch.py)
+        self.watch = ConsumerWatch(self.app, self.health, events_topic=s.topic_events, timeout_s=s.stall_timeout_s,
+                                   recover=s.stall_recovery, max_recoveries=s.stall_max_recoveries)
+        self.app.timer(min(5.0, s.stall_timeout_s / 4), name="consumer-watch")(self._watch_timer)
         self.app.timer(5.0, name="points")(self._points_timer)
         self.app.timer(1.0, name="health")(self._health_timer)
         self.app.timer(s.state_interval_s, name="state")(self._state_timer)
@@ -287,17 +302,9 @@ class Worker:
         mine = [tp for tp in self.app.consumer.assignment() if tp.topic == self.settings.topic_events]
         self.health.set_ready(bool(mine), "" if mine else f"no partition of {self.settings.topic_events} assigned")
 
-    async def _lag_timer(self) -> None:
-        consumer = self.app.consumer
-        for tp in consumer.assignment():
-            if tp.topic != self.settings.topic_events:
-                continue
-            try:
-                position = await consumer.position(tp)
-                lag = max(0, consumer.highwater(tp) - (position or 0))
-            except Exception:  # noqa: BLE001, S112 - not yet fetched / rebalancing
-                continue
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+    async def _watch_timer(self) -> None:
+        if self._topics_ready:
+            await self.watch.check()
 
     async def _points_timer(self) -> None:
         """Points stored (a timer of its own: while the store is down the count waits, the lag must not)."""
@@ -355,6 +362,7 @@ class Worker:
                               logging_config=logging_config(faust_level, "json") if json_logs else None)
         worker.own_level = getattr(logging, loglevel.upper(), logging.INFO)
         worker.on_stopping = self.stopping
+        worker.on_report = self.watch.report
         for name in ("streams", "encoders", "detection", "secstream"):
             logging.getLogger(name).setLevel(loglevel.upper())
         try:

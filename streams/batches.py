@@ -21,12 +21,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from streams import metrics
 
 log = logging.getLogger(__name__)
+
+_in_flight: dict[int, float] = {}  # id of a batch's task -> when it started (time.monotonic())
+
+
+def oldest_batch_age(now: float | None = None) -> float:
+    """Seconds the oldest batch still in flight (any agent) has been running; 0 when none is."""
+    if not _in_flight:
+        return 0.0
+    return (time.monotonic() if now is None else now) - min(_in_flight.values())
 
 
 def withhold(events: Sequence[Any]) -> None:
@@ -45,6 +55,8 @@ async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) 
     the work is over.
     """
     task = asyncio.ensure_future(work)
+    _in_flight[id(task)] = time.monotonic()
+    task.add_done_callback(lambda t: _in_flight.pop(id(t), None))
     cancelled = False
     while not task.done():
         try:

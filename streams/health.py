@@ -10,6 +10,8 @@
 - **ready**: the worker can take traffic: its output topics exist and its consumer holds
   partitions of the events topic. Not ready while starting, during a rebalance that left it
   none, and from the start of a shutdown (so a load balancer or a rollout stops waiting on it).
+  Not ready either while its consumer is *stalled* and could not recover by itself
+  (:mod:`streams.consumer_watch`): an orchestrator then replaces it.
 
 Both answer ``200`` with ``ok`` or ``503`` with the reason, one line of plain text.
 """
@@ -34,6 +36,7 @@ class Health:
         self._beating = False
         self._ready = False
         self._why = "starting"
+        self._stalled = ""
 
     def beat(self) -> None:
         """The event loop is running (called by a timer)."""
@@ -44,6 +47,11 @@ class Health:
     def set_ready(self, ready: bool, why: str = "") -> None:
         with self._lock:
             self._ready, self._why = ready, ("" if ready else why or "not ready")
+
+    def set_stalled(self, why: str) -> None:
+        """The consumer is stalled and did not recover (``why``), or no longer (empty)."""
+        with self._lock:
+            self._stalled = why
 
     def live(self) -> tuple[bool, str]:
         with self._lock:
@@ -59,4 +67,6 @@ class Health:
         if not ok:
             return ok, why
         with self._lock:
+            if self._stalled:
+                return False, f"consumer stalled: {self._stalled}"
             return (True, "ok") if self._ready else (False, self._why)

@@ -69,8 +69,20 @@ UPSERT_SECONDS = Histogram("secstream_upsert_seconds", "Vector store upsert time
 E2E_SECONDS = Histogram("secstream_end_to_end_seconds",
                         "From the Kafka message timestamp to the batch's results sent (alerts, DLQ).",
                         buckets=_LATENCY_BUCKETS, registry=REGISTRY)
-CONSUMER_LAG = Gauge("secstream_consumer_lag_messages", "Highwater minus position of the events topic.",
+CONSUMER_LAG = Gauge("secstream_consumer_lag_messages",
+                     "Messages of the events topic the group has not finished: the end offset (the broker's "
+                     "answer, corrected by the fetch position) minus the committed offset (streams/stall.py).",
                      ["topic", "partition"], registry=REGISTRY)
+CONSUMER_STALLS = Counter("secstream_consumer_stalls_total",
+                          "Stalls found by the consumer watch: a partition with a backlog whose committed offset did "
+                          "not move for SECSTREAM_STALL_TIMEOUT_S, by reason (hole, no_progress, recovery).",
+                          ["topic", "reason"], registry=REGISTRY)
+CONSUMER_STALL_RECOVERIES = Counter("secstream_consumer_stall_recoveries_total",
+                                    "Recoveries the consumer watch started after a stall (the consumer rejoins "
+                                    "the group).", registry=REGISTRY)
+CONSUMER_STALLED = Gauge("secstream_consumer_stalled",
+                         "1 while a stall is unresolved (recovery off or given up: /readyz is false), else 0.",
+                         registry=REGISTRY)
 STORE_POINTS = Gauge("secstream_store_points", "Points in a store collection.", ["collection"], registry=REGISTRY)
 STORE_UP = Gauge("secstream_store_up", "1 while the vector store answers; 0 while a call is failing and being "
                  "retried (streams/store_retry.py: the batch waits, the backlog stays in Kafka).", registry=REGISTRY)

@@ -49,7 +49,15 @@ class Settings(BaseSettings):
     # the longest a fetch waits for data (Faust hard-codes 1,500 ms; Tansu waits it out even when data
     # arrives, which made every hop up to 1.5 s: streams/faust_tuning.py)
     kafka_fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)
+    # log Faust's consumer bookkeeping (seeks, rebalances, read offsets, dropped fetches): streams/consumer_trace.py
     trace_consumer: bool = False
+    # the consumer watch (streams/consumer_watch.py): a partition with a backlog whose committed offset does not
+    # move for this long, outside a rebalance or recovery and with no long batch in flight, is a stall; the worker
+    # rejoins the group up to STALL_MAX_RECOVERIES times in a row, then (or at once when STALL_RECOVERY is off)
+    # turns /readyz false
+    stall_timeout_s: float = Field(default=60.0, gt=0)
+    stall_recovery: bool = True
+    stall_max_recoveries: int = Field(default=3, ge=1)
     # Kafka security (README "Security"; streams/kafka_security.py turns these into client options).
     # Every secret (SecretStr) also reads from SECSTREAM_<NAME>_FILE (streams/settings_security.py).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -68,15 +68,15 @@ def panels() -> list[Panel]:
                options=stat),
         _panel("stat", "Events consumed", "Events read from secstream.events per second, all selected workers.",
                (8, 0, 8, 4), "cps", [(f"sum(rate(secstream_events_total{{{SEL}}}{RATE}))", "events/s")], options=stat),
-        _panel("stat", "Consumer lag", "Messages of secstream.events not yet consumed, summed over partitions.",
+        _panel("stat", "Consumer lag", "Messages of secstream.events not yet finished (end offset minus committed offset), summed over partitions.",
                (16, 0, 8, 4), "short", [(f"sum({lag_per_partition})", "lag")], options=stat),
         _panel("timeseries", "Event throughput by result",
                "Events consumed per second: ok (scored) and invalid (sent to the DLQ).",
                (0, 4, 12, 8), "cps",
                [(f"sum by (result) (rate(secstream_events_total{{{SEL}}}{RATE}))", "{{result}}")]),
         _panel("timeseries", "Consumer lag by partition",
-               "Highwater minus position of each events partition (the max over workers: a worker keeps "
-               "reporting a partition it held before a rebalance), and their sum.",
+               "Messages of each events partition the group has not finished: the broker's end offset minus the "
+               "committed offset (streams/stall.py; the max over workers), and their sum.",
                (12, 4, 12, 8), "short",
                [(f"sum({lag_per_partition})", "total"), (lag_per_partition, "{{topic}}/{{partition}}")]),
         _panel("timeseries", "End-to-end latency",

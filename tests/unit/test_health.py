@@ -36,3 +36,17 @@ def test_probes_follow_the_worker_state_and_metrics_still_answer() -> None:
     assert get(port, "/readyz")[0] == 503  # not live is not ready
     status, text = get(port, "/metrics")
     assert status == 200 and "secstream_events_total" in text
+
+
+def test_a_stalled_consumer_turns_readiness_false_with_the_reason_until_it_clears() -> None:
+    health = Health()
+    port = free_port()
+    serve(port, "127.0.0.1", health=health)
+    health.beat()
+    health.set_ready(True)
+    health.set_stalled("secstream.events/0: hole for 60 s (committed 40, end 100)")
+    status, text = get(port, "/readyz")
+    assert status == 503 and text.startswith("consumer stalled: secstream.events/0: hole for 60 s")
+    assert get(port, "/healthz") == (200, "ok\n")  # the loop runs: replace the worker, do not kill it mid-batch
+    health.set_stalled("")
+    assert get(port, "/readyz") == (200, "ok\n")
