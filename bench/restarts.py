@@ -16,11 +16,14 @@ Each restart, drawn from ``--seed``:
   in the middle of joining the group (a crash loop).
 
 A worker *caught up* when the group's committed offset of every partition (as the broker answers
-an OffsetFetch) reached what had been produced before it started. One that does not within
-``--catch-up-s`` is a **stall**: its committed offsets, metrics and a stack dump (SIGUSR1) go to the
-phase's log folder, and it is stopped like any other. After the last restart the producer stops,
-one more worker drains the topic and stops gracefully, and the store is checked: every event
-produced is there exactly once (one point per id, none missing, none extra).
+an OffsetFetch) reached what had been produced before it started. It **stalled** when a partition
+still behind had its committed offset frozen for ``--stall-s`` (90 s; start-up and table recovery
+count, so a worker that never commits stalls too), or when it had not caught up after
+``--catch-up-s`` (300 s) although its offsets moved (too slow: the row says which). A stalled
+worker's committed offsets, metrics and a stack dump (SIGUSR1) go to the phase's log folder, and it
+is stopped like any other. After the last restart the producer stops, one more worker drains the
+topic and stops gracefully, and the store is checked: every event produced is there exactly once
+(one point per id, none missing, none extra).
 
 The table has one row per phase: restarts (SIGTERM/SIGKILL, at once/after the session timeout),
 stalls, catch-up time p50/max, events produced, stored, missing, extra, and the guard's own
@@ -195,6 +198,38 @@ class WorkerRun:
         return code
 
 
+def watch_catch_up(worker: WorkerRun, reader: CommittedReader, target: dict[int, int], catch_up_s: float,
+                   stall_s: float) -> tuple[bool, dict[int, int], float, str]:
+    """Poll the group's committed offsets until they reach ``target``: (caught up, committed, the longest time
+    a partition behind its target went without its committed offset moving, why it stalled or "").
+
+    A stall: a partition behind whose committed offset did not move for ``stall_s`` (start-up included, so a
+    worker that never commits stalls too), or not caught up after ``catch_up_s`` (too slow to say frozen)."""
+    started = time.monotonic()
+    last: dict[int, tuple[int | None, float]] = {p: (None, started) for p in target}
+    ok, got, frozen = False, {}, 0.0
+    while True:
+        now = time.monotonic()
+        if worker.proc.poll() is not None:
+            return False, got, frozen, f"worker exited with {worker.proc.returncode}"
+        ok, got = caught_up(reader, target)
+        if ok:
+            return True, got, frozen, ""
+        for p, want in target.items():
+            value = got.get(p)
+            if value is not None and value >= want:
+                continue
+            if last[p][0] != value:
+                last[p] = (value, now)
+            frozen = max(frozen, now - last[p][1])
+        if frozen >= stall_s:
+            stuck = sorted(p for p, (v, t) in last.items() if now - t >= stall_s)
+            return False, got, frozen, f"committed offset of partition(s) {stuck} frozen for {frozen:.0f} s"
+        if now - started >= catch_up_s:
+            return False, got, frozen, f"not caught up in {catch_up_s:.0f} s (offsets moving)"
+        time.sleep(0.5)
+
+
 def caught_up(reader: CommittedReader, target: dict[int, int]) -> tuple[bool, dict[int, int]]:
     try:
         got = reader.read()
@@ -203,7 +238,7 @@ def caught_up(reader: CommittedReader, target: dict[int, int]) -> tuple[bool, di
     return all(got.get(p, 0) >= n for p, n in target.items()), got
 
 
-def run_phase(partitions: int, restarts: int, rate: float, rng: random.Random, catch_up_s: float,
+def run_phase(partitions: int, restarts: int, rate: float, rng: random.Random, catch_up_s: float, stall_s: float,
               session_s: float, out: Path, env_extra: dict[str, str]) -> Phase:
     from streams.broker import EmbeddedBroker, create_topic
 
@@ -232,17 +267,10 @@ def run_phase(partitions: int, restarts: int, rate: float, rng: random.Random, c
             if crash_loop:
                 time.sleep(rng.uniform(1.0, 4.0))
             else:
-                ok, got = False, {}
-                while time.monotonic() - started < catch_up_s:
-                    if worker.proc.poll() is not None:
-                        break
-                    ok, got = caught_up(reader, target)
-                    if ok:
-                        break
-                    time.sleep(0.5)
-                row.update(caught_up=ok, seconds=round(time.monotonic() - started, 1), committed=got,
-                           exited=worker.proc.poll())
-                if not ok:
+                ok, got, frozen, why = watch_catch_up(worker, reader, target, catch_up_s, stall_s)
+                row.update(caught_up=ok, stalled=bool(why), why=why, frozen_s=round(frozen, 1),
+                           seconds=round(time.monotonic() - started, 1), committed=got, exited=worker.proc.poll())
+                if why:
                     worker.proc.send_signal(signal.SIGUSR1)  # stacks into its log
                     time.sleep(2)
                     row["metrics"] = {name: metric_sum(worker.port, name) for name in
@@ -294,7 +322,7 @@ def check_store(data_dir: Path, ids: list[str]) -> tuple[int, int, int, int]:
 
 def summarize(phase: Phase) -> list[Any]:
     measured = [r for r in phase.restarts if "caught_up" in r]
-    stalls = sum(1 for r in measured if not r["caught_up"])
+    stalls = sum(1 for r in measured if r["stalled"])
     secs = sorted(r["seconds"] for r in measured if r["caught_up"])
     by_sig = f"{sum(r['signal'] == 'SIGTERM' for r in phase.restarts[:-1])}/" \
              f"{sum(r['signal'] == 'SIGKILL' for r in phase.restarts[:-1])}"
@@ -316,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", default="1,4", help="partitions of the events topic, one phase each")
     ap.add_argument("--rate", type=float, default=80.0, help="events/s produced for the whole run")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--catch-up-s", type=float, default=90.0, help="a worker that has not caught up by then stalled")
+    ap.add_argument("--stall-s", type=float, default=90.0,
+                    help="a partition behind whose committed offset does not move this long (start-up included) stalled")
+    ap.add_argument("--catch-up-s", type=float, default=300.0, help="a worker not caught up by then counts as a stall")
     ap.add_argument("--out", type=Path, default=None, help="folder for logs (default: a temporary one, removed)")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra worker setting")
     ap.add_argument("--json", action="store_true")
@@ -338,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         for n, p in enumerate(parts):
             share = args.restarts // len(parts) + (1 if n < args.restarts % len(parts) else 0)
             print(f"phase: {p} partition(s), {share} restarts", flush=True)
-            phases.append(run_phase(p, share, args.rate, rng, args.catch_up_s, session_s, out / f"p{p}", env_extra))
+            phases.append(run_phase(p, share, args.rate, rng, args.catch_up_s, args.stall_s, session_s, out / f"p{p}",
+                                    env_extra))
     finally:
         if args.out is None:
             shutil.rmtree(out, ignore_errors=True)

@@ -211,7 +211,8 @@ class Worker:
         self.app.agent(self.events_topic, name="events")(self._events_agent)
         # lag gauge and stall guard (streams/consumer_watch.py)
         self.watch = ConsumerWatch(self.app, self.health, events_topic=s.topic_events, timeout_s=s.stall_timeout_s,
-                                   recover=s.stall_recovery, max_recoveries=s.stall_max_recoveries)
+                                   recover=s.stall_recovery, max_recoveries=s.stall_max_recoveries,
+                                   store_failing=lambda: getattr(pipeline.store, "up", True) is False)
         self.app.timer(min(5.0, s.stall_timeout_s / 4), name="consumer-watch")(self._watch_timer)
         self.app.timer(5.0, name="points")(self._points_timer)
         self.app.timer(1.0, name="health")(self._health_timer)

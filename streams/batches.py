@@ -29,14 +29,24 @@ from streams import metrics
 
 log = logging.getLogger(__name__)
 
-_in_flight: dict[int, float] = {}  # id of a batch's task -> when it started (time.monotonic())
+_in_flight: dict[asyncio.Future[Any], tuple[str, float]] = {}  # a batch's task -> (agent, time.monotonic() at start)
 
 
 def oldest_batch_age(now: float | None = None) -> float:
     """Seconds the oldest batch still in flight (any agent) has been running; 0 when none is."""
     if not _in_flight:
         return 0.0
-    return (time.monotonic() if now is None else now) - min(_in_flight.values())
+    return (time.monotonic() if now is None else now) - min(started for _, started in _in_flight.values())
+
+
+def cancel_batches_older_than(age_s: float, now: float | None = None) -> list[str]:
+    """Cancel every batch in flight for ``age_s`` or more (the consumer watch: a batch that waits on nothing
+    that will answer); :func:`finish_batch` then withholds it, so Kafka re-delivers it. Returns their agents."""
+    now = time.monotonic() if now is None else now
+    stuck = [(task, agent) for task, (agent, started) in list(_in_flight.items()) if now - started >= age_s]
+    for task, _ in stuck:
+        task.cancel()
+    return [agent for _, agent in stuck]
 
 
 def withhold(events: Sequence[Any]) -> None:
@@ -55,8 +65,8 @@ async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) 
     the work is over.
     """
     task = asyncio.ensure_future(work)
-    _in_flight[id(task)] = time.monotonic()
-    task.add_done_callback(lambda t: _in_flight.pop(id(t), None))
+    _in_flight[task] = (agent, time.monotonic())
+    task.add_done_callback(lambda t: _in_flight.pop(t, None))
     cancelled = False
     while not task.done():
         try:

@@ -21,30 +21,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from streams import metrics
-from streams.batches import oldest_batch_age
+from streams.batches import cancel_batches_older_than, oldest_batch_age
 from streams.health import Health
 from streams.stall import PartitionState, Stall, StallDetector, lag
 
 log = logging.getLogger(__name__)
 
-#: a batch in flight longer than this (at most; a quarter of the stall timeout when that is shorter) holds the
-#: worker (the store retries, a first batch warms the model up): backpressure, not a stall
+#: while the store fails, a batch in flight longer than this (a quarter of the stall timeout when that is shorter)
+#: holds the worker: backpressure, not a stall
 BUSY_AFTER_S = 5.0
+#: a batch in flight this long (or the stall timeout, when longer) while the store answers is stuck
+STUCK_AFTER_MIN_S = 30.0
 
 
 class ConsumerWatch:
     """Reads a Faust app's consumer; see the module docstring."""
 
     def __init__(self, app: Any, health: Health, *, events_topic: str, timeout_s: float, recover: bool = True,
-                 max_recoveries: int = 3) -> None:
+                 max_recoveries: int = 3, store_failing: Callable[[], bool] = lambda: False) -> None:
         self.app = app
         self.health = health
         self.events_topic = events_topic
         self.detector = StallDetector(timeout_s)
         self.busy_after_s = min(BUSY_AFTER_S, timeout_s / 4)
+        self.store_failing = store_failing
+        self.stuck_after_s = max(timeout_s, STUCK_AFTER_MIN_S)
         self.recover = recover
         self.max_recoveries = max_recoveries
         self.recoveries = 0  # rejoins since the committed offsets last moved
@@ -91,11 +96,24 @@ class ConsumerWatch:
         self._maybe_cleared(states)
         recovering = bool(self.app.rebalancing or getattr(self.app, "in_recovery", False))
         progress = (self.app.rebalancing_count, tuple(sorted((s.topic, s.partition, s.position) for s in states)))
+        age, failing = oldest_batch_age(now), self.store_failing()
+        if age >= self.stuck_after_s and not failing:
+            return await self._on_stuck_batch(age, states, now)
         stalls = self.detector.observe(now, states, recovering=recovering, recovery_progress=progress,
-                                       busy=oldest_batch_age(now) > self.busy_after_s)
+                                       busy=failing and age > self.busy_after_s)
         if stalls:
             await self._on_stalls(stalls, states, now)
         return stalls
+
+    async def _on_stuck_batch(self, age: float, states: list[PartitionState], now: float) -> list[Stall]:
+        """A batch in flight for :attr:`stuck_after_s` while the store answers: it waits on something that will not
+        (a send lost with a broker). Cancelled, it is withheld (its offsets stay uncommitted) and the rejoin
+        that follows re-delivers it."""
+        agents = sorted(set(cancel_batches_older_than(self.stuck_after_s, now)))
+        stall = Stall("", -1, "batch", age, f"a batch of {', '.join(agents)} waited {age:.0f} s with the store up; "
+                                             "cancelled: its offsets are withheld and re-delivered")
+        await self._on_stalls([stall], states, now)
+        return [stall]
 
     async def report(self) -> str:
         """The consumer's state in a few lines (``kill -USR2 <pid>`` logs it): where a stalled worker waits."""
@@ -103,7 +121,9 @@ class ConsumerWatch:
         lines = [f"consumer state: rebalancing={app.rebalancing} (rebalance #{app.rebalancing_count}), "
                  f"in_recovery={getattr(app, 'in_recovery', None)}, flow_active={consumer.flow_active}, "
                  f"unacked messages={len(consumer._unacked_messages)}, recoveries in a row={self.recoveries}",
-                 f"  paused: {sorted(f'{tp.topic}/{tp.partition}' for tp in consumer._paused_partitions)}"]
+                 f"  paused: {_names(consumer._paused_partitions)}",
+                 f"  not fetched while their agent's buffer is full: {_names(consumer._buffered_partitions)}",
+                 f"  fetched: {_names(consumer._get_active_partitions())}"]
         read = consumer._read_offset
         for state in await self.states():
             tp = next((t for t in consumer.assignment() if (t.topic, t.partition) == (state.topic, state.partition)),
@@ -132,7 +152,7 @@ class ConsumerWatch:
     async def _on_stalls(self, stalls: list[Stall], states: list[PartitionState], now: float) -> None:
         committed = {(s.topic, s.partition): s.committed for s in states}
         for stall in stalls:
-            metrics.CONSUMER_STALLS.labels(stall.topic or "recovery", stall.reason).inc()
+            metrics.CONSUMER_STALLS.labels(stall.topic or stall.reason, stall.reason).inc()
             self._stalled.setdefault((stall.topic, stall.partition), committed.get((stall.topic, stall.partition)))
         why = "; ".join(s.describe() for s in stalls)
         if self.recover and self.recoveries < self.max_recoveries:
@@ -173,6 +193,10 @@ async def _within(awaitable: Any, default: Any, timeout_s: float = 5.0) -> Any:
         return await asyncio.wait_for(awaitable, timeout_s)
     except Exception:  # noqa: BLE001 - rebalancing, not started, the broker away: no reading this round
         return default
+
+
+def _names(tps: Any) -> list[str]:
+    return sorted(f"{tp.topic}/{tp.partition}" for tp in tps or ())
 
 
 def _internal(consumer: Any, tp: Any) -> bool:

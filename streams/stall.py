@@ -67,12 +67,12 @@ class Stall:
 
     topic: str
     partition: int
-    reason: str  # "hole" | "no_progress" | "recovery"
+    reason: str  # "hole" | "no_progress" | "recovery" | "batch" (streams/consumer_watch.py)
     seconds: float
     detail: str
 
     def describe(self) -> str:
-        where = "table recovery" if self.reason == "recovery" else f"{self.topic}/{self.partition}"
+        where = {"recovery": "table recovery", "batch": "batch"}.get(self.reason, f"{self.topic}/{self.partition}")
         return f"{where}: {self.reason.replace('_', ' ')} for {self.seconds:.0f} s ({self.detail})"
 
 

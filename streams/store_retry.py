@@ -112,6 +112,7 @@ class RetryingStore(VectorStore):
         self.backoff_s, self.backoff_max_s, self.give_up_s = backoff_s, backoff_max_s, give_up_s
         self._aborted = threading.Event()
         self._sleep = sleep
+        self.up = True  # False while a call is failing and being retried (secstream_store_up)
         metrics.STORE_UP.set(1)
 
     def abort(self) -> None:
@@ -127,6 +128,7 @@ class RetryingStore(VectorStore):
                 if not transient(exc):
                     raise
                 metrics.STORE_ERRORS.labels(op).inc()
+                self.up = False
                 metrics.STORE_UP.set(0)
                 now = time.monotonic()
                 first = first or now
@@ -145,6 +147,7 @@ class RetryingStore(VectorStore):
                 continue
             if first:
                 log.warning("store %s answers again after %.1fs of failures", op, time.monotonic() - first)
+            self.up = True
             metrics.STORE_UP.set(1)
             return out
 

@@ -1,0 +1,39 @@
+"""A batch's bookkeeping (streams/batches.py): in flight, cancelled when stuck, withheld. No Kafka: the
+events are plain objects with the ``message.acked`` flag Faust's ``Consumer.ack`` reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+from streams import metrics
+from streams.batches import cancel_batches_older_than, finish_batch, oldest_batch_age
+
+
+def events(n: int) -> list[SimpleNamespace]:
+    return [SimpleNamespace(message=SimpleNamespace(acked=False, offset=i)) for i in range(n)]
+
+
+def test_a_stuck_batch_is_cancelled_withheld_and_the_agent_goes_on() -> None:
+    async def scenario() -> None:
+        never = asyncio.get_running_loop().create_future()  # a send lost with the broker: no answer ever
+        stuck_events, next_events = events(3), events(2)
+        withheld_before = metrics.BATCHES_WITHHELD.labels("events")._value.get()
+        stuck = asyncio.ensure_future(finish_batch("events", stuck_events, never))
+        await asyncio.sleep(0.05)
+        assert oldest_batch_age() >= 0.05
+        assert cancel_batches_older_than(10.0) == []  # not that old: left alone
+        assert cancel_batches_older_than(0.0, time.monotonic()) == ["events"]
+        assert await stuck is False  # the agent goes on with its next batch
+        assert all(e.message.acked for e in stuck_events)  # withheld: Consumer.ack skips them, never committed
+        assert metrics.BATCHES_WITHHELD.labels("events")._value.get() == withheld_before + 1
+        assert oldest_batch_age() == 0.0
+
+        async def fine() -> None:
+            await asyncio.sleep(0)
+
+        assert await finish_batch("events", next_events, fine()) is True
+        assert not any(e.message.acked for e in next_events)  # acked later by take_events, as usual
+
+    asyncio.run(scenario())
