@@ -48,7 +48,8 @@ from streams.console import table
 TOPIC = "secstream.events"
 
 
-def _metric_sum(port: int, name: str) -> float:
+def metric_sum(port: int, name: str) -> float:
+    """The sum of a metric family over its labels on a worker's /metrics; -1 when unreachable."""
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     except OSError:
@@ -203,7 +204,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sample_rss: bool = False,
              drain: bool = True) -> dict[str, Any]:
-    before = _metric_sum(port, "secstream_events_total")
+    before = metric_sum(port, "secstream_events_total")
     canaries_before = set(load.sent)  # every event sent before this step
     rss: list[float] = []
     stop = threading.Event()
@@ -217,13 +218,13 @@ def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sampl
     t0 = time.monotonic()
     sent = load.produce(rate, seconds)
     produced = time.monotonic() - t0
-    lag = _metric_sum(port, "secstream_consumer_lag_messages")
-    total_consumed = _metric_sum(port, "secstream_events_total")
+    lag = metric_sum(port, "secstream_consumer_lag_messages")
+    total_consumed = metric_sum(port, "secstream_events_total")
     backlog = load.total - total_consumed  # what the producer has sent and the worker not yet consumed
     consumed = total_consumed - before
     while drain and consumed < sent and time.monotonic() - t0 < produced + 30:  # the step's tail, up to 30 s
         time.sleep(0.2)
-        consumed = _metric_sum(port, "secstream_events_total") - before
+        consumed = metric_sum(port, "secstream_events_total") - before
     elapsed = time.monotonic() - t0  # from the first event sent to the last consumed
     time.sleep(2.0)  # alerts of the step's last events
     stop.set()

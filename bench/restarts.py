@@ -44,25 +44,15 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.e2e import metric_sum
 from streams.console import table
 
 TOPIC = "secstream.events"
 GROUP = "secstream"
-
-
-def metric_sum(port: int, name: str) -> float:
-    """The sum of a metric family over its labels on a worker's /metrics; -1 when unreachable."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return -1.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and (line[len(name)] in " {"))
 
 
 class SteadyProducer(threading.Thread):

@@ -109,9 +109,13 @@ class ConsumerWatch:
         """A batch in flight for :attr:`stuck_after_s` while the store answers: it waits on something that will not
         (a send lost with a broker). Cancelled, it is withheld (its offsets stay uncommitted) and the rejoin
         that follows re-delivers it."""
-        agents = sorted(set(cancel_batches_older_than(self.stuck_after_s, now)))
-        stall = Stall("", -1, "batch", age, f"a batch of {', '.join(agents)} waited {age:.0f} s with the store up; "
-                                             "cancelled: its offsets are withheld and re-delivered")
+        if self.recover and self.recoveries < self.max_recoveries:
+            agents = sorted(set(cancel_batches_older_than(self.stuck_after_s, now)))
+            what = f"a batch of {', '.join(agents)} waited {age:.0f} s with the store up; cancelled: its offsets " \
+                   "are withheld and re-delivered"
+        else:
+            what = f"a batch waited {age:.0f} s with the store up"
+        stall = Stall("", -1, "batch", age, what)
         await self._on_stalls([stall], states, now)
         return [stall]
 

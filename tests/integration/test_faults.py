@@ -313,13 +313,16 @@ def s3(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 @needs_data
+@pytest.mark.timeout(600)  # its own waits add up past the suite's 300 s (240 s for the store alone)
 def test_broker_killed_and_restarted_mid_stream_loses_nothing(tmp_path: Path, s3: dict[str, str]) -> None:
     first, second, ids = stream()
     port = free_port()
     broker = EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log", storage="s3://tansu/", env=s3).start()
     try:
         asyncio.run(create_topic(broker.bootstrap, TOPIC, partitions=1))
-        worker = WorkerProc(broker.bootstrap, tmp_path / "data", tmp_path / "worker.log")
+        # after the broker's SIGKILL the session and entity step topics often stop being fetched, and a rejoin
+        # does not bring them back (docs/operations.md "After a broker crash"): the guard only reports it here
+        worker = WorkerProc(broker.bootstrap, tmp_path / "data", tmp_path / "worker.log", SECSTREAM_STALL_RECOVERY="false")
         try:
             produce(broker.bootstrap, first)
             wait_stored(worker, 1000)
