@@ -16,17 +16,18 @@ Each restart, drawn from ``--seed``:
   in the middle of joining the group (a crash loop).
 
 A worker *caught up* when the group's committed offset of every partition (as the broker answers
-an OffsetFetch) reached what had been produced before it started. It **stalled** when a partition
-still behind had its committed offset frozen for ``--stall-s`` (90 s; start-up and table recovery
-count, so a worker that never commits stalls too), or when it had not caught up after
-``--catch-up-s`` (300 s) although its offsets moved (too slow: the row says which). A stalled
+an OffsetFetch) reached what had been produced before it started. Once it processes its first
+event, it **stalled** if a partition still behind had its committed offset frozen for
+``--stall-s`` (90 s), or if it exited. It was **slow** if it processed nothing for ``--catch-up-s``
+(300 s: start-up and table recovery, which grow with every restart since Tansu never compacts a
+changelog) or had not caught up by then although its offsets moved. A stalled
 worker's committed offsets, metrics and a stack dump (SIGUSR1) go to the phase's log folder, and it
 is stopped like any other. After the last restart the producer stops, one more worker drains the
 topic and stops gracefully, and the store is checked: every event produced is there exactly once
 (one point per id, none missing, none extra).
 
 The table has one row per phase: restarts (SIGTERM/SIGKILL, at once/after the session timeout),
-stalls, catch-up time p50/max, events produced, stored, missing, extra, and the guard's own
+stalls, slow restarts, catch-up time p50/max, events produced, stored, missing, extra, and the guard's own
 ``secstream_consumer_stalls_total`` summed over the workers.
 """
 
@@ -189,34 +190,40 @@ class WorkerRun:
 
 
 def watch_catch_up(worker: WorkerRun, reader: CommittedReader, target: dict[int, int], catch_up_s: float,
-                   stall_s: float) -> tuple[bool, dict[int, int], float, str]:
-    """Poll the group's committed offsets until they reach ``target``: (caught up, committed, the longest time
-    a partition behind its target went without its committed offset moving, why it stalled or "").
+                   stall_s: float) -> tuple[bool, dict[int, int], float, str, str]:
+    """Poll the group's committed offsets until they reach ``target``: (caught up, committed, the longest time a
+    partition behind its target went without its committed offset moving, the verdict, why).
 
-    A stall: a partition behind whose committed offset did not move for ``stall_s`` (start-up included, so a
-    worker that never commits stalls too), or not caught up after ``catch_up_s`` (too slow to say frozen)."""
+    Verdicts: ``""`` (caught up), ``"stall"`` (once the worker processes events, a partition behind whose
+    committed offset did not move for ``stall_s``; or it exited), ``"slow_start"`` (no event processed in
+    ``catch_up_s``: start-up and table recovery, which grow with the changelogs Tansu never compacts), ``"slow"``
+    (offsets moving, not caught up in ``catch_up_s``)."""
     started = time.monotonic()
-    last: dict[int, tuple[int | None, float]] = {p: (None, started) for p in target}
-    ok, got, frozen = False, {}, 0.0
+    last: dict[int, tuple[int | None, float]] = {}
+    ok, got, frozen, processing = False, {}, 0.0, False
     while True:
         now = time.monotonic()
         if worker.proc.poll() is not None:
-            return False, got, frozen, f"worker exited with {worker.proc.returncode}"
+            return False, got, frozen, "stall", f"worker exited with {worker.proc.returncode}"
         ok, got = caught_up(reader, target)
         if ok:
-            return True, got, frozen, ""
+            return True, got, frozen, "", ""
+        if not processing:
+            processing = metric_sum(worker.port, "secstream_events_total") > 0
+            if not processing and now - started >= catch_up_s:
+                return False, got, frozen, "slow_start", f"processed nothing in {catch_up_s:.0f} s"
         for p, want in target.items():
             value = got.get(p)
             if value is not None and value >= want:
                 continue
-            if last[p][0] != value:
-                last[p] = (value, now)
+            if not processing or last.get(p, (None, 0.0))[0] != value:
+                last[p] = (value, now)  # the clock starts when the worker processes its first event
             frozen = max(frozen, now - last[p][1])
         if frozen >= stall_s:
             stuck = sorted(p for p, (v, t) in last.items() if now - t >= stall_s)
-            return False, got, frozen, f"committed offset of partition(s) {stuck} frozen for {frozen:.0f} s"
+            return False, got, frozen, "stall", f"committed offset of partition(s) {stuck} frozen for {frozen:.0f} s"
         if now - started >= catch_up_s:
-            return False, got, frozen, f"not caught up in {catch_up_s:.0f} s (offsets moving)"
+            return False, got, frozen, "slow", f"not caught up in {catch_up_s:.0f} s (offsets moving)"
         time.sleep(0.5)
 
 
@@ -257,16 +264,16 @@ def run_phase(partitions: int, restarts: int, rate: float, rng: random.Random, c
             if crash_loop:
                 time.sleep(rng.uniform(1.0, 4.0))
             else:
-                ok, got, frozen, why = watch_catch_up(worker, reader, target, catch_up_s, stall_s)
-                row.update(caught_up=ok, stalled=bool(why), why=why, frozen_s=round(frozen, 1),
+                ok, got, frozen, verdict, why = watch_catch_up(worker, reader, target, catch_up_s, stall_s)
+                row.update(caught_up=ok, verdict=verdict, why=why, frozen_s=round(frozen, 1),
                            seconds=round(time.monotonic() - started, 1), committed=got, exited=worker.proc.poll())
-                if why:
+                if verdict:
                     worker.proc.send_signal(signal.SIGUSR1)  # stacks into its log
                     time.sleep(2)
                     row["metrics"] = {name: metric_sum(worker.port, name) for name in
                                       ("secstream_events_total", "secstream_consumer_lag_messages",
                                        "secstream_store_points")}
-                    print(f"  [{partitions}p] restart {i}: STALL {row}", flush=True)
+                    print(f"  [{partitions}p] restart {i}: {verdict.upper()} {row}", flush=True)
                 if not last:
                     time.sleep(rng.uniform(0.0, 6.0))
             stalls, recoveries = worker.guard()
@@ -312,19 +319,20 @@ def check_store(data_dir: Path, ids: list[str]) -> tuple[int, int, int, int]:
 
 def summarize(phase: Phase) -> list[Any]:
     measured = [r for r in phase.restarts if "caught_up" in r]
-    stalls = sum(1 for r in measured if r["stalled"])
+    stalls = sum(1 for r in measured if r["verdict"] == "stall")
+    slow = sum(1 for r in measured if r["verdict"] in ("slow", "slow_start"))
     secs = sorted(r["seconds"] for r in measured if r["caught_up"])
     by_sig = f"{sum(r['signal'] == 'SIGTERM' for r in phase.restarts[:-1])}/" \
              f"{sum(r['signal'] == 'SIGKILL' for r in phase.restarts[:-1])}"
     waited = sum(bool(r.get("after_session_timeout")) for r in phase.restarts[:-1])
     return [phase.partitions, len(phase.restarts) - 1, by_sig, f"{len(phase.restarts) - 1 - waited}/{waited}",
-            sum(r["crash_loop"] for r in phase.restarts), stalls,
+            sum(r["crash_loop"] for r in phase.restarts), stalls, slow,
             secs[len(secs) // 2] if secs else "-", secs[-1] if secs else "-",
             phase.produced, phase.stored, phase.missing, phase.extra, int(phase.guard_stalls),
             int(phase.guard_recoveries)]
 
 
-HEADERS = ["partitions", "restarts", "TERM/KILL", "at once/waited", "crash loops", "stalls", "catch-up p50 s",
+HEADERS = ["partitions", "restarts", "TERM/KILL", "at once/waited", "crash loops", "stalls", "slow", "catch-up p50 s",
            "max s", "produced", "stored", "missing", "extra", "guard stalls", "guard recoveries"]
 
 
@@ -335,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=80.0, help="events/s produced for the whole run")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--stall-s", type=float, default=90.0,
-                    help="a partition behind whose committed offset does not move this long (start-up included) stalled")
-    ap.add_argument("--catch-up-s", type=float, default=300.0, help="a worker not caught up by then counts as a stall")
+                    help="once the worker processes events, a partition behind whose committed offset does not move "
+                         "this long stalled")
+    ap.add_argument("--catch-up-s", type=float, default=300.0, help="a worker not caught up by then was slow")
     ap.add_argument("--out", type=Path, default=None, help="folder for logs (default: a temporary one, removed)")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra worker setting")
     ap.add_argument("--json", action="store_true")
@@ -369,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                           for r, ph in zip(rows, phases, strict=True)], default=str))
     else:
         print(table(rows, HEADERS))
-    bad = any(r[5] or r[10] or r[11] for r in rows) or any(ph.error for ph in phases)
+    bad = any(r[5] or r[11] or r[12] for r in rows) or any(ph.error for ph in phases)
     return 1 if bad else 0
 
 
