@@ -111,7 +111,7 @@ def test_200_copies_of_an_anomaly_within_a_minute_are_one_alert_with_count_200(t
     assert len(uids) == 1, [(d["finding_info"]["uid"], d["count"]) for d in copies]
     assert copies[0]["activity_id"] == 1 and all(d["activity_id"] == 2 for d in copies[1:])
     # one alert and a few updates, one per alerts-agent batch the copies spanned: how many batches depends on the
-    # machine's load (6 alone, 7 and 10 here on 2026-12-07 with a stress run beside it), so the bound says "folded",
+    # machine's load (6 alone, 7 and 10 on 2026-12-07 with a stress run beside it), so the bound says "folded",
     # not a batch count: far fewer documents than the 200 copies
     assert len(copies) <= 20
     assert copies[-1]["count"] == 200
