@@ -304,8 +304,19 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version (metadata only: no heavy import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("secstream")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="secstream", description="Streaming hybrid embeddings and anomaly alerts for security logs.")
+    p.add_argument("--version", action="version", version=f"secstream {_version()}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     sub.required = True
 

@@ -53,3 +53,12 @@ def test_config_masks_secrets(capsys, monkeypatch) -> None:
     cfg = json.loads(out)
     assert cfg["qdrant_api_key"] == "********" and "s3cret-value" not in out
     assert cfg["topic_events"] == "secstream.events"
+
+
+def test_version_answers_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"secstream {version('secstream')}"
