@@ -130,11 +130,10 @@ class ConsumerWatch:
                  f"  fetched: {_names(consumer._get_active_partitions())}"]
         read = consumer._read_offset
         for state in await self.states():
-            tp = next((t for t in consumer.assignment() if (t.topic, t.partition) == (state.topic, state.partition)),
-                      None)
             lines.append(f"  {state.topic}/{state.partition}: listed end {state.listed_end}, highwater "
                          f"{state.highwater}, position {state.position}, committed {state.committed}, read offset "
-                         f"{read.get(tp)}, acked above committed {state.acked_above}, lag {lag(state)}")
+                         f"{read.get((state.topic, state.partition))}, acked above committed {state.acked_above}, "
+                         f"lag {lag(state)}")
         return "\n".join(lines)
 
     def _maybe_cleared(self, states: list[PartitionState]) -> None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiokafka.structs import TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -69,7 +68,8 @@ def _partition_state(consumer: Any, tp: Any) -> Any:
     """aiokafka's TopicPartitionState of ``tp`` (None while unassigned); read from any thread."""
     subscription = consumer._subscription.subscription
     assignment = subscription.assignment if subscription is not None else None
-    return assignment.state_value(TopicPartition(tp.topic, tp.partition)) if assignment is not None else None
+    # a Faust TP and an aiokafka TopicPartition are equal tuples with equal hashes: no conversion per record
+    return assignment.state_value(tp) if assignment is not None else None
 
 
 def _stamp(state: Any) -> tuple[Any, int]:
