@@ -93,10 +93,10 @@ class ConsumerWatch:
             metrics.CONSUMER_LAG.remove(*gone)
         self._lag_labels = labels
         now = time.monotonic()
-        self._maybe_cleared(states)
         recovering = bool(self.app.rebalancing or getattr(self.app, "in_recovery", False))
-        progress = (self.app.rebalancing_count, tuple(sorted((s.topic, s.partition, s.position) for s in states)))
         age, failing = oldest_batch_age(now), self.store_failing()
+        self._maybe_cleared(states, recovering=recovering, batch_age=age)
+        progress = (self.app.rebalancing_count, tuple(sorted((s.topic, s.partition, s.position) for s in states)))
         if age >= self.stuck_after_s and not failing:
             return await self._on_stuck_batch(age, states, now)
         stalls = self.detector.observe(now, states, recovering=recovering, recovery_progress=progress,
@@ -136,11 +136,15 @@ class ConsumerWatch:
                          f"lag {lag(state)}")
         return "\n".join(lines)
 
-    def _maybe_cleared(self, states: list[PartitionState]) -> None:
+    def _maybe_cleared(self, states: list[PartitionState], *, recovering: bool, batch_age: float) -> None:
         if not self._stalled:
             return
         now_committed = {(s.topic, s.partition): s for s in states}
         for key, committed in list(self._stalled.items()):
+            if key == ("", -1):  # a recovery or batch stall: over when neither holds any more
+                if not recovering and batch_age < self.stuck_after_s:
+                    del self._stalled[key]
+                continue
             state = now_committed.get(key)
             if state is None or state.committed != committed or not lag(state):
                 del self._stalled[key]
