@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import faust
 
 from detection.sessions import iso_time
-from streams import metrics
+from streams import faust_commits, metrics
 from streams.alert_agent import AlertAgent
 from streams.batches import finish_batch
 from streams.consumer_watch import ConsumerWatch
@@ -146,6 +146,7 @@ class Worker:
         s = settings
         limit_fetch_wait(s.kafka_fetch_max_wait_ms)
         fix_stale_fetches()  # the restart stall (streams/faust_tuning.py, docs/operations.md "Restarts")
+        faust_commits.install()  # commit only what a batch finished (streams/faust_commits.py)
         if s.trace_consumer:
             from streams import consumer_trace
 
@@ -209,6 +210,7 @@ class Worker:
         self._turn = asyncio.Lock()  # one events batch, or one state save, at a time
         self._topics_ready = False
         self.app.agent(self.events_topic, name="events")(self._events_agent)
+        faust_commits.guard_topics([s.topic_events])
         # lag gauge and stall guard (streams/consumer_watch.py)
         self.watch = ConsumerWatch(self.app, self.health, events_topic=s.topic_events, timeout_s=s.stall_timeout_s,
                                    recover=s.stall_recovery, max_recoveries=s.stall_max_recoveries,

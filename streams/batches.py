@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from streams import metrics
+from streams.faust_commits import mark_processed
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,9 @@ async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) 
         except Exception:  # noqa: BLE001 - read from the task below
             break
     ok = not task.cancelled() and task.exception() is None
-    if not ok:
+    if ok:
+        mark_processed(events)  # their acks may now be committed (streams/faust_commits.py)
+    else:
         exc = None if task.cancelled() else task.exception()
         metrics.BATCHES_WITHHELD.labels(agent).inc()
         withhold(events)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streams import metrics
+from streams import faust_commits, metrics
 from streams.batches import cancel_batches_older_than, oldest_batch_age
 from streams.health import Health
 from streams.stall import PartitionState, Stall, StallDetector, lag
@@ -125,6 +125,7 @@ class ConsumerWatch:
         lines = [f"consumer state: rebalancing={app.rebalancing} (rebalance #{app.rebalancing_count}), "
                  f"in_recovery={getattr(app, 'in_recovery', None)}, flow_active={consumer.flow_active}, "
                  f"unacked messages={len(consumer._unacked_messages)}, recoveries in a row={self.recoveries}",
+                 f"  acks and gaps not recorded (streams/faust_commits.py): {faust_commits.dropped_acks()}",
                  f"  paused: {_names(consumer._paused_partitions)}",
                  f"  not fetched while their agent's buffer is full: {_names(consumer._buffered_partitions)}",
                  f"  fetched: {_names(consumer._get_active_partitions())}"]

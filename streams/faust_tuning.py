@@ -40,7 +40,7 @@ from typing import Any
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["fix_stale_fetches", "limit_fetch_wait"]
+__all__ = ["fix_stale_fetches", "limit_fetch_wait", "real_gap"]
 
 _ORIGINAL = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 _wait_ms = {"value": 1500}
@@ -91,13 +91,29 @@ def _install_seek_counter() -> None:
     if getattr(seek, "_secstream", False):
         return
 
+    await_reset, reset_to = TopicPartitionState.await_reset, TopicPartitionState.reset_to
+
     def counted_seek(self: Any, position: int) -> None:
         seek(self, position)
         self._secstream_seeks = getattr(self, "_secstream_seeks", 0) + 1
         self._secstream_target = position
+        self._secstream_reset = None
+
+    def noted_await_reset(self: Any, strategy: int) -> None:
+        # the position the broker refused (out of range), before aiokafka forgets it; None on a first assignment
+        self._secstream_refused = self._position
+        await_reset(self, strategy)
+
+    def noted_reset_to(self: Any, position: int) -> None:
+        reset_to(self, position)
+        refused = getattr(self, "_secstream_refused", None)
+        # an out-of-range position reset to the log's start or end: the offsets between do not exist
+        self._secstream_reset = (refused, position) if refused is not None else None
 
     counted_seek._secstream = True  # type: ignore[attr-defined]
     TopicPartitionState.seek = counted_seek
+    TopicPartitionState.await_reset = noted_await_reset
+    TopicPartitionState.reset_to = noted_reset_to
 
 
 async def _fetch_records(self: Any, consumer: Any, active_partitions: Any, timeout: float | None = None,
@@ -111,6 +127,31 @@ async def _fetch_records(self: Any, consumer: Any, active_partitions: Any, timeo
         if state is not None:
             stamped.stamps[tp] = _stamp(state)
     return stamped
+
+
+def _real_gap(previous: tuple[Any, int] | None, stamp: tuple[Any, int] | None, offset: int) -> tuple[int, int] | None:
+    """The offsets below ``offset`` that the log does not have, as far as this fetch shows; None if unknown.
+
+    aiokafka fetches a partition's records in order from its position, so between two records delivered
+    from one position (no seek, no re-assignment, no record left out between them) every missing offset
+    is missing from the log (compaction, transaction markers). Anything else (Faust's read offset set
+    back by its own seek, a record fetched before a seek) says nothing about the log, and a "gap" taken
+    from it would let a commit pass offsets that were never processed.
+    """
+    if stamp is None:
+        return None
+    if previous is not None and previous[0] is not None and previous[0][0] is stamp[0] \
+            and previous[0][1] == stamp[1]:
+        return previous[1] + 1, offset - 1
+    reset = getattr(stamp[0], "_secstream_reset", None)  # the broker refused the position (retention): reset
+    if reset is not None and offset == reset[1] and reset[0] < offset:  # the first record after the reset
+        return reset[0], offset - 1
+    return None
+
+
+def real_gap(consumer: Any, tp: Any) -> tuple[int, int] | None:
+    """What the last delivered record of ``tp`` showed missing from the log (see :func:`_real_gap`)."""
+    return consumer.__dict__.get("_secstream_gaps", {}).get(tp)
 
 
 async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
@@ -130,14 +171,19 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         except Exception as ex:  # noqa: BLE001 - as Faust does
             self.log.warning(f"exception performing seek when flow not active {ex}")
         return
+    previous = self.__dict__.setdefault("_secstream_previous", {})  # tp -> (stamp, offset) last delivered
+    gaps = self.__dict__.setdefault("_secstream_gaps", {})  # tp -> offsets the log lacks before this record
     for tp, record in records_it:
         if not self.flow_active or self.app.consumer_generation_id != generation_id:
             break
         if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
+            previous.pop(tp, None)  # a record of this position was not delivered: no gap after it is real
             continue
         stamp = stamps.get(tp)
         if not _fresh(aiokafka_consumer, tp, stamp):
             continue  # fetched before a seek of its partition: the seek fetches it again
+        gaps[tp] = _real_gap(previous.get(tp), stamp, record.offset)
+        previous[tp] = (stamp, record.offset)
         if stamp is not None and stamp[1] and applied.get(tp) != stamp:
             # the first record fetched after a seek: its read offset is the seek's, so the loop delivers what
             # the seek fetches again instead of dropping it as a copy of records delivered before the seek

@@ -28,6 +28,7 @@ from typing import Any
 
 import faust
 
+from streams import faust_commits
 from streams.batches import finish_batch
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class TableAgent(ABC):
         self.turn = asyncio.Lock()
         self.name = name
         app.agent(self.steps_topic, name=name)(self._agent)
+        faust_commits.guard_topics([self.steps_topic.get_topic_name()])  # acked by finish_batch only
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod

@@ -1,5 +1,5 @@
 """A batch's bookkeeping (streams/batches.py): in flight, cancelled when stuck, withheld. No Kafka: the
-events are plain objects with the ``message.acked`` flag Faust's ``Consumer.ack`` reads."""
+events hold Faust's message objects, whose ``acked`` flag Faust's ``Consumer.ack`` reads."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import asyncio
 import time
 from types import SimpleNamespace
 
+from faust.types.tuples import ConsumerMessage
+
 from streams import metrics
 from streams.batches import cancel_batches_older_than, finish_batch, oldest_batch_age
 
 
 def events(n: int) -> list[SimpleNamespace]:
-    return [SimpleNamespace(message=SimpleNamespace(acked=False, offset=i)) for i in range(n)]
+    """Events around Faust's real message type (streams/faust_commits.py keeps weak references to them)."""
+    return [SimpleNamespace(message=ConsumerMessage("secstream.events", 0, i, 0.0, 0, [], None, b"{}", None))
+            for i in range(n)]
 
 
 def test_a_stuck_batch_is_cancelled_withheld_and_the_agent_goes_on() -> None:

@@ -1,0 +1,109 @@
+"""What Faust may commit (streams/faust_commits.py): a batch's own acks, and gaps the fetcher saw in
+the log. No broker: Faust's real ``Consumer.ack``
+bookkeeping runs on a consumer object holding just the fields it reads, and aiokafka's real
+SubscriptionState provides the partition states the stamps refer to."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import defaultdict
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from aiokafka.consumer.subscription_state import SubscriptionState
+from aiokafka.structs import TopicPartition
+from faust.types.tuples import TP, ConsumerMessage
+
+from streams import faust_commits
+from streams.faust_tuning import _partition_state, _real_gap, _stamp, fix_stale_fetches
+
+TOPIC = "secstream.events"
+TP0 = TP(TOPIC, 0)
+
+
+def in_loop(test: Callable[[], None]) -> Callable[[], None]:
+    """aiokafka's partition states are made inside a running loop."""
+    async def body() -> None:
+        test()
+
+    @functools.wraps(test)
+    def run() -> None:
+        asyncio.run(body())
+    return run
+
+
+def consumer() -> Any:
+    """The fields Faust's Consumer.ack and our guard read; the committed offset is 100."""
+    return SimpleNamespace(
+        app=SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True)),
+        _committed_offset=defaultdict(lambda: None, {TP0: 100}), _acked_index=defaultdict(set),
+        _acked=defaultdict(list), _n_acked=0, _unacked_messages=set(), _waiting_for_ack=None)
+
+
+def delivered(c: Any, offset: int) -> ConsumerMessage:
+    """A message delivered to a stream (Faust tracks it as unacked until it is acked)."""
+    message = ConsumerMessage(TOPIC, 0, offset, 0.0, 0, [], None, b"{}", None)
+    c._unacked_messages.add(message)
+    return message
+
+
+def assigned() -> SubscriptionState:
+    fix_stale_fetches()
+    subs = SubscriptionState()
+    subs.subscribe({TOPIC})
+    subs.assign_from_subscribed({TopicPartition(TOPIC, 0)})
+    subs.seek(TopicPartition(TOPIC, 0), 100)  # Faust's seek to the committed offset
+    return subs
+
+
+def test_only_what_a_batch_finished_is_committed() -> None:
+    faust_commits.guard_topics([TOPIC])
+    c = consumer()
+    skipped, processed, earlier = delivered(c, 100), delivered(c, 101), delivered(c, 102)
+    before = faust_commits.dropped_acks()
+
+    # a stream skipped 100 (its flow was suspended: a rebalance) and acked it: not recorded, not waited for
+    assert faust_commits._ack(c, skipped) is False
+    assert skipped.acked and skipped not in c._unacked_messages and 100 not in c._acked_index[TP0]
+    assert faust_commits._ack(c, skipped) is False  # a second ack of it is a no-op
+
+    faust_commits.mark_processed([SimpleNamespace(message=processed), SimpleNamespace(message=earlier)])
+    assert faust_commits._ack(c, processed) is True  # its batch finished: recorded, committable
+    assert c._acked[TP0] == [101] and processed not in c._unacked_messages
+    # a batch that finished while a rebalance was under way is recorded too: it was processed
+    assert faust_commits._ack(c, earlier) is True and c._acked[TP0] == [101, 102]
+
+    after = faust_commits.dropped_acks()
+    assert after["skipped"] == before["skipped"] + 1
+
+
+def test_acks_of_unguarded_topics_are_faust_s_own() -> None:
+    c = consumer()
+    message = ConsumerMessage("some-other-topic", 0, 100, 0.0, 0, [], None, b"{}", None)
+    other = TP("some-other-topic", 0)
+    c._committed_offset[other] = None
+    assert faust_commits._ack(c, message) is True and c._acked[other] == [100]
+
+
+@in_loop
+def test_a_gap_is_real_only_between_records_of_one_position_or_after_a_refused_one() -> None:
+    subs = assigned()
+    tp = TopicPartition(TOPIC, 0)
+    c = SimpleNamespace(_subscription=subs)
+    stamp = _stamp(_partition_state(c, tp))
+    assert _real_gap(None, stamp, 105) is None  # the first record after the seek: nothing seen missing
+    assert _real_gap((stamp, 105), stamp, 109) == (106, 108)  # 106..108 are not in the log (compacted)
+    assert _real_gap((stamp, 105), stamp, 106) == (106, 105)  # consecutive: an empty range
+    subs.seek(tp, 100)
+    after_seek = _stamp(_partition_state(c, tp))
+    assert _real_gap((stamp, 105), after_seek, 140) is None  # Faust's read offset was set back: no gap
+    # the broker refused 100 (retention deleted it): aiokafka resets to the log's start, 130
+    state = _partition_state(c, tp)
+    state.await_reset(0)
+    state.reset_to(130)
+    assert _real_gap(None, after_seek, 130) == (100, 129)  # the first record after the reset
+    assert _real_gap(None, after_seek, 135) is None  # not the first record: says nothing
+    state.seek(100)
+    assert _real_gap(None, _stamp(state), 130) is None  # a seek forgets the reset
