@@ -3,7 +3,7 @@
     python -m bench.alert_volume [--data DIR] [--batch-size N] [--json]      (or `secstream bench alerts`)
 
 For each stream (the bundled sample; loghub ``OpenSSH_2k.log``, raw sshd), replays it through
-:func:`streams.replay.replay_records` exactly as ``secstream replay`` does (pipeline, session and
+:func:`streams.cli.replay.replay_records` exactly as ``secstream replay`` does (pipeline, session and
 entity stages, dedup and rate limit), then replays the same records again into the same state,
 as a producer that re-sends a day of logs would; its events carry the ids they had, which the
 pipeline recognises (:mod:`detection.recent`: not learned, stored or alerted twice). A third
@@ -26,13 +26,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from streams.console import table
+from streams.cli.terminal import table
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _pass(records: list[Any], parts: dict[str, Any], out: Path, batch_size: int) -> tuple[Any, list[dict[str, Any]]]:
-    from streams.replay import replay_records
+    from streams.cli.replay import replay_records
 
     out.mkdir(parents=True, exist_ok=True)
     summary = replay_records(iter(records), parts["pipeline"], out, batch_size=batch_size, sessions=parts["sessions"],
@@ -63,13 +63,13 @@ def run_stream(name: str, records: list[Any], batch_size: int, *, new_ids: bool 
     ``new_ids``); volumes per pass."""
     from detection.dedup import group_key
     from detection.sessions import event_time
-    from streams.runtime import (
+    from streams.stages.factory import (
         build_deduper,
         build_entity_stage,
         build_pipeline,
         build_session_stage,
     )
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
     settings = Settings()
     pipeline = build_pipeline(settings, store=None)

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.memory import rss_mib
-from streams.console import table
+from streams.cli.terminal import table
 
 TOPIC = "secstream.events"
 
@@ -85,7 +85,7 @@ class Stream:
         self.run, self.i = run, 0
 
     def next(self) -> tuple[bytes | None, bytes, str]:
-        from streams.app import entity_key
+        from streams.kafka.partition_keys import entity_key
 
         doc = dict(self.docs[self.i % len(self.docs)])
         doc["event_id"] = eid = f"e2e-{self.run}-{self.i}"
@@ -245,7 +245,7 @@ class Rig:
     """Embedded broker + worker process (+ the load), torn down on exit."""
 
     def __init__(self, canaries_per_s: float, batch_size: int | None, env_extra: dict[str, str] | None = None) -> None:
-        from streams.broker import EmbeddedBroker, create_topic, free_port
+        from streams.kafka.embedded_broker import EmbeddedBroker, create_topic, free_port
 
         self.tmp = Path(tempfile.mkdtemp(prefix="secstream-e2e-"))
         self.broker = EmbeddedBroker(log_path=self.tmp / "tansu.log").start()

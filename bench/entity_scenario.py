@@ -10,8 +10,8 @@ users keep their behaviour.
 
 `python -m bench.entity_scenario [--json]` (or `secstream bench entity-drift`)
 publishes the scenario as a producer would (:func:`scenario_values`) and replays it
-through the code the worker runs: :func:`streams.runtime.build_pipeline`,
-:func:`streams.runtime.build_entity_stage` and :func:`streams.replay.replay_records`.
+through the code the worker runs: :func:`streams.stages.factory.build_pipeline`,
+:func:`streams.stages.factory.build_entity_stage` and :func:`streams.cli.replay.replay_records`.
 Unlike the unit test (tests/unit/test_entities.py), which learns the encoder's
 vocabulary before encoding, the encoder here learns online, as in production.
 Its first batch is encoded before the encoder has learned anything (prequential),
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.console import table
+from streams.cli.terminal import table
 
 __all__ = ["CHANGED", "CHANGE_AT", "GROUPS", "OPENSSH", "SLOW", "SLOW_FROM", "SLOW_LEN", "SLOW_LOGINS", "T0",
            "WINDOWS", "WINDOW_S", "encode_scenario", "group_of", "main", "openssh_scenario", "run",
@@ -162,9 +162,9 @@ def group_of(kind: str, ident: str) -> str:
 def run(path: Path = OPENSSH, batch_size: int = 500) -> dict[str, Any]:
     """Replay the scenario through the worker's stages; alerts and drift scores per group."""
     from streams.adapters import Record
-    from streams.replay import replay_records
-    from streams.runtime import build_entity_stage, build_pipeline
-    from streams.settings import Settings
+    from streams.cli.replay import replay_records
+    from streams.stages.factory import build_entity_stage, build_pipeline
+    from streams.config.settings import Settings
 
     begun = time.perf_counter()
     events = scenario_events(path)

@@ -3,7 +3,7 @@
     python -m bench.eval_hdfs [--data DIR] [--limit-sessions N] [--gap S] [--sequence on|off]
                               [--threshold-mode fixed|adaptive] [--alert-rate R] [--plot PATH] [--json]
 
-Replays ``hdfs/hdfs_events_2percent.parquet`` through :func:`streams.replay.replay_records`
+Replays ``hdfs/hdfs_events_2percent.parquet`` through :func:`streams.cli.replay.replay_records`
 with a fresh pipeline (no store), sorted by event time (stable) when it is not
 already, and joins ``sessions.jsonl`` with ``hdfs_seqs_2percent.parquet``'s
 ``anomaly``. A block that the inactivity gap split into several sessions
@@ -30,45 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from detection.ranking_metrics import pr_auc, pr_curve, prf, roc_auc
 from detection.sessions import Sessionizer, event_time
 from streams.adapters import Record, read_records
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-
-def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """ROC-AUC by the rank statistic, ties averaged."""
-    y = y.astype(bool)
-    pos, neg = int(y.sum()), int((~y).sum())
-    if pos == 0 or neg == 0:
-        return float("nan")
-    _, inv, cnt = np.unique(s, return_inverse=True, return_counts=True)
-    first = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-    ranks = (first + (cnt + 1) / 2.0)[inv]
-    return float((ranks[y].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
-
-
-def pr_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Precision, recall and threshold at each distinct score (descending)."""
-    order = np.argsort(-s, kind="stable")
-    ys, ss = y[order].astype(bool), s[order]
-    tp = np.cumsum(ys)
-    last = np.r_[np.flatnonzero(np.diff(ss)), ys.size - 1]  # last index of each tie group
-    tp, k = tp[last], last + 1
-    return tp / k, tp / max(int(y.sum()), 1), ss[last]
-
-
-def pr_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """Average precision (area under the step PR curve)."""
-    prec, rec, _ = pr_curve(y, s)
-    return float(np.sum(np.diff(np.r_[0.0, rec]) * prec))
-
-
-def prf(y: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
-    tp = int((y & pred).sum())
-    p = tp / max(int(pred.sum()), 1)
-    r = tp / max(int(y.sum()), 1)
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
 def load_records(events: Path, limit_sessions: int | None) -> tuple[list[Record], bool]:
@@ -99,10 +66,10 @@ def evaluate(data: Path, *, limit_sessions: int | None = None, gap_s: float = 18
     """Run the replay and compute the metrics (see the module docstring)."""
     import pyarrow.parquet as pq
 
-    from streams.replay import replay_records
-    from streams.runtime import build_pipeline, build_sessions, build_threshold
-    from streams.session_stage import SessionStage
-    from streams.settings import Settings
+    from streams.cli.replay import replay_records
+    from streams.stages.factory import build_pipeline, build_sessions, build_threshold
+    from streams.stages.session_stage import SessionStage
+    from streams.config.settings import Settings
 
     overrides = {k: v for k, v in (("alert_threshold_mode", threshold_mode), ("alert_rate", alert_rate))
                  if v is not None}

@@ -11,7 +11,7 @@ that long. Everything else is the product's code path, retry wrapper included.
 
 The same file injects a consumer stall: when it says ``stop-fetching``, the worker's Faust consumer
 pauses its events partitions once, behind the worker's back (a consumer that stops fetching); a
-rebalance resumes them. That is what the consumer watch (streams/consumer_watch.py) must find and
+rebalance resumes them. That is what the consumer watch (streams/worker/consumer_watch.py) must find and
 recover from (tests/integration/test_stall_guard.py).
 
 Run as ``python -m bench.fault_store`` with the usual SECSTREAM_* environment. Nothing in the
@@ -28,8 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streams import runtime
-from streams.store_base import StoreError, VectorStore
+from streams.stages import factory as runtime
+from streams.store.base import StoreError, VectorStore
 
 FAULTY_CALLS = ("ensure", "upsert", "count", "attach", "search_dense", "search_sparse", "search_multi", "retrieve",
                 "retrieve_points", "flush", "info")
@@ -66,7 +66,7 @@ def faulty(store: VectorStore, control: Path) -> VectorStore:
 
 def stop_fetching_on_demand(control: Path) -> None:
     """Make every Worker of this process pause its events partitions once ``control`` says ``stop-fetching``."""
-    from streams import app as worker_app
+    from streams.worker import faust_app as worker_app
 
     init = worker_app.Worker.__init__
 
@@ -96,8 +96,8 @@ def main() -> int:
     def open_store(**kwargs: Any) -> VectorStore:
         return faulty(real_open(**kwargs), control)
 
-    runtime.open_store = open_store  # build_store (streams/runtime.py) wraps it in the RetryingStore
-    from streams.cli import main as cli_main
+    runtime.open_store = open_store  # build_store (streams/stages/factory.py) wraps it in the RetryingStore
+    from streams.cli.main import main as cli_main
 
     return cli_main(["run"])
 

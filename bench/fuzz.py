@@ -8,7 +8,7 @@ malformed, in these families: random bytes, truncated JSON, wrong types, fields 
 limit, deep nesting, invalid IP addresses and ports, timestamps outside 1970..2200, missing
 required fields, unpaired surrogates. (Control characters such as NUL are valid JSON text and
 are accepted, among the valid events' unicode edge cases.) They go through
-:meth:`streams.pipeline.Pipeline.process` in batches, as the events agent sends them (no store).
+:meth:`streams.stages.pipeline.Pipeline.process` in batches, as the events agent sends them (no store).
 
 Per family: messages, how many were rejected (they must all be: each becomes a DLQ record with
 a reason), the reasons, and how many were rejected as ``processing_error`` (a crash caught by
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.memory import peak_rss_mib
-from streams.console import table
+from streams.cli.terminal import table
 
 Maker = Callable[[random.Random, int], bytes]
 
@@ -138,9 +138,9 @@ def campaign(n: int, seed: int = 7, valid_share: float = 0.1) -> list[tuple[str,
 
 
 def run(n: int = 100_000, batch_size: int = 500, seed: int = 7) -> dict[str, Any]:
-    from streams.pipeline import PROCESSING_ERROR, Accepted, Rejected
-    from streams.runtime import build_pipeline
-    from streams.settings import Settings
+    from streams.stages.pipeline import PROCESSING_ERROR, Accepted, Rejected
+    from streams.stages.factory import build_pipeline
+    from streams.config.settings import Settings
 
     messages = iter_campaign(n, seed)  # made batch by batch: RSS measures the pipeline, not the campaign
     pipeline = build_pipeline(Settings(), store=None)

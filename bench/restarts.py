@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.e2e import metric_sum
-from streams.console import table
+from streams.cli.terminal import table
 
 TOPIC = "secstream.events"
 GROUP = "secstream"
@@ -160,7 +160,7 @@ class WorkerRun:
     """One ``secstream run`` process of the stress."""
 
     def __init__(self, bootstrap: str, data_dir: Path, log_path: Path, partitions: int, env_extra: dict[str, str]) -> None:
-        from streams.broker import free_port
+        from streams.kafka.embedded_broker import free_port
 
         self.port = free_port()
         env = {**os.environ, "SECSTREAM_KAFKA_BOOTSTRAP": bootstrap, "SECSTREAM_DATA_DIR": str(data_dir),
@@ -168,7 +168,7 @@ class WorkerRun:
                "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1",
                "SECSTREAM_TOPIC_PARTITIONS": str(partitions), **env_extra}
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in end()
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run"], env=env, stdout=self.log,
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "run"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
 
     def guard(self) -> tuple[float, float]:
@@ -237,7 +237,7 @@ def caught_up(reader: CommittedReader, target: dict[int, int]) -> tuple[bool, di
 
 def run_phase(partitions: int, restarts: int, rate: float, rng: random.Random, catch_up_s: float, stall_s: float,
               session_s: float, out: Path, env_extra: dict[str, str]) -> Phase:
-    from streams.broker import EmbeddedBroker, create_topic
+    from streams.kafka.embedded_broker import EmbeddedBroker, create_topic
 
     phase = Phase(partitions)
     out.mkdir(parents=True, exist_ok=True)
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--partitions takes integers separated by commas; --env takes NAME=VALUE")
     if not parts or any(p < 1 for p in parts) or args.restarts < len(parts):
         ap.error("--partitions: at least one count >= 1, and --restarts at least one per phase")
-    from streams.settings import load_settings
+    from streams.config.settings import load_settings
 
     session_s = load_settings().kafka_session_timeout_s
     rng = random.Random(args.seed)

@@ -26,16 +26,16 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from streams.console import table
+from streams.cli.terminal import table
 
 
 def run(batch_size: int = 500) -> dict[str, Any]:
     """Score the bundled sample; per-scenario statistics and throughput."""
-    from streams.entity_stage import entity_steps
-    from streams.pipeline import Accepted
-    from streams.runtime import build_entity_stage, build_pipeline, build_session_stage
+    from streams.stages.entity_stage import entity_steps
+    from streams.stages.pipeline import Accepted
+    from streams.stages.factory import build_entity_stage, build_pipeline, build_session_stage
     from streams.sample import iter_sample
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
     values = list(iter_sample())
     scenarios = [json.loads(v).get("attributes", {}).get("scenario", "normal") for v in values]

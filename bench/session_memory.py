@@ -17,13 +17,13 @@ case for the structures that remember keys. The merged stream is chronological
 and generated lazily (a heap of the events of the sessions in progress), so the
 generator holds O(open sessions) events, not the stream.
 
-Paths. ``--mode replay`` (default) runs :func:`streams.replay.replay_records`, the
+Paths. ``--mode replay`` (default) runs :func:`streams.cli.replay.replay_records`, the
 path of ``secstream replay``: ``Pipeline`` (decode, hybrid encoder, event kNN +
 rare values) and the session stage, with no vector store: the store keeps every
 event by design (durability, hunting), its growth is the store engine's and not
 the stream state's. ``--mode sessions`` skips the event detector: the real
 encoder's vectors feed the session stage directly. Both build the sessionizer
-and the scorer with :func:`streams.runtime.build_sessions` defaults (replay wraps
+and the scorer with :func:`streams.stages.factory.build_sessions` defaults (replay wraps
 them in its session stage: no store; its rolling early scores start at 100 events,
 longer than any HDFS session).
 
@@ -366,7 +366,7 @@ _COLUMNS = (("events", "events"), ("rss_mb", "RSS MB"), ("open", "open"), ("open
 
 def render(result: dict[str, Any]) -> str:
     """The table, the caps and the verdict as text."""
-    from streams.console import table
+    from streams.cli.terminal import table
 
     rows, caps, v = result["rows"], result["caps"], result["verdict"]
     cols = [(k, h) for k, h in _COLUMNS if k in rows[0]]
@@ -395,8 +395,8 @@ def run(data: Path, *, events: int, sessions: int, rate: float, every: int, mode
         batch: int | None = None) -> dict[str, Any]:
     """Build the stream and the stage, run it with marks; returns rows, caps and the verdict."""
     from schemas.models import decode_event
-    from streams.runtime import build_pipeline, build_sessions, settle_heap
-    from streams.settings import Settings
+    from streams.stages.factory import build_pipeline, build_sessions, settle_heap
+    from streams.config.settings import Settings
 
     settings = Settings()
     batch = batch or settings.batch_size
@@ -415,7 +415,7 @@ def run(data: Path, *, events: int, sessions: int, rate: float, every: int, mode
     started = time.perf_counter()
     if mode == "replay":
         from streams.adapters import Record
-        from streams.replay import replay_records
+        from streams.cli.replay import replay_records
 
         records = (Record(k + 1, json.dumps(ev, separators=(",", ":")).encode("utf-8"))
                    for k, ev in enumerate(marked(stream, every, probe)))

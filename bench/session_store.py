@@ -6,7 +6,7 @@ Synthetic sessions, generated from a seed: a pool of ``--templates`` unit templa
 templates (Zipf-like popularity) with counts 1–50, and its members are its template vectors
 with a little per-session noise (unit rows, what ``Session.member_matrix()`` gives); its dense
 vector is random (``--dense-dim``, 945 = 433 + the 512-d bag). Points are built with
-:func:`streams.session_points.session_point` and upserted in batches of 256.
+:func:`streams.store.session_points.session_point` and upserted in batches of 256.
 
 Per engine and multivector quantization it reports: points built/s and upserted/s;
 MaxSim queries (``--query-rows`` noisy rows of a stored session, limit 10): p50/p99 latency,
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from detection.sessions import Session
-from streams.session_points import (
+from streams.store.session_points import (
     DENSE,
     MEMBERS,
     SESSIONS,

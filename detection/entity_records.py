@@ -1,6 +1,6 @@
 """An :class:`~detection.entity_tracker.EntityTracker` as a set of small keyed records. Pure.
 
-The worker keeps entity state in a changelog-backed table (``streams.entity_agent``):
+The worker keeps entity state in a changelog-backed table (``streams.worker.entity_agent``):
 rewriting a whole tracker (≈ 12 KiB per entity) after every batch would not scale,
 so the state is cut into records that change independently, and each batch writes
 only the ones it changed (:func:`take_records`):

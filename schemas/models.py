@@ -41,10 +41,10 @@ from pydantic_core import PydanticCustomError
 
 from schemas.errors import InvalidEvent
 
+# the alert models and the schema loader are in schemas/alert.py (which builds on these)
 __all__ = [
-    "ENTITY_TYPES", "MAX_EVENT_BYTES", "MAX_FIELD_CHARS", "MAX_MESSAGE_BYTES", "Alert", "AlertEntity", "AlertEventSummary",
-    "AlertEvidence", "AlertExplanation", "AlertNeighbour", "AlertTopTerm", "SecurityEvent", "decode_event",
-    "format_time", "load_schema", "parse_event", "validate_alert",
+    "ENTITY_TYPES", "MAX_EVENT_BYTES", "MAX_FIELD_CHARS", "MAX_MESSAGE_BYTES", "SecurityEvent", "decode_event",
+    "format_time", "parse_event",
 ]
 
 Severity = Literal["unknown", "informational", "low", "medium", "high", "critical"]
@@ -359,17 +359,3 @@ def decode_event(raw: bytes, max_bytes: int = MAX_EVENT_BYTES) -> SecurityEvent:
     except RecursionError as exc:
         raise InvalidEvent("not_json", "JSON nested too deeply") from exc
     return parse_event(obj)
-
-
-# Alert models and schema loading live in schemas/alert.py; re-exported here.
-from schemas.alert import (
-    Alert,
-    AlertEntity,
-    AlertEventSummary,
-    AlertEvidence,
-    AlertExplanation,
-    AlertNeighbour,
-    AlertTopTerm,
-    load_schema,
-    validate_alert,
-)

@@ -4,8 +4,8 @@
     python deploy/grafana/dashboard.py --check   # exit 1 if the committed JSON differs
 
 The JSON is committed (Grafana provisions it as it is); this script only keeps its panels
-uniform. Metric and label names are streams/metrics.py's; tests/unit/test_grafana.py checks
-every expression against streams.metrics.REGISTRY and that this output equals the file.
+uniform. Metric and label names are streams/ops/metrics.py's; tests/unit/test_grafana.py checks
+every expression against streams.ops.metrics.REGISTRY and that this output equals the file.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def panels() -> list[Panel]:
                [(f"sum by (result) (rate(secstream_events_total{{{SEL}}}{RATE}))", "{{result}}")]),
         _panel("timeseries", "Consumer lag by partition",
                "Messages of each events partition the group has not finished: the broker's end offset minus the "
-               "committed offset (streams/stall.py; the max over workers), and their sum.",
+               "committed offset (streams/worker/stall.py; the max over workers), and their sum.",
                (12, 4, 12, 8), "short",
                [(f"sum({lag_per_partition})", "total"), (lag_per_partition, "{{topic}}/{{partition}}")]),
         _panel("timeseries", "End-to-end latency",
@@ -114,7 +114,7 @@ def dashboard() -> dict[str, Any]:
     return {
         "uid": "secstream",
         "title": "secstream",
-        "description": "secstream workers: throughput, lag, latency, DLQ, alerts, cache and store (streams/metrics.py).",
+        "description": "secstream workers: throughput, lag, latency, DLQ, alerts, cache and store (streams/ops/metrics.py).",
         "tags": ["secstream"],
         "editable": False,
         "graphTooltip": 1,

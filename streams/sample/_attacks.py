@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from streams.sample import _net as net
 from streams.sample._normal import _ts, _utc, firewall, process_start, sysmon_net
+from streams.sample._formats import powershell_enc
 from streams.sample._servers import sshd
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ def _lsass_access(gen: Generator, t: float, u: User, app: str, pid: int, image: 
 
 def malicious_process_chain(gen: Generator, t: float, u: User) -> None:
     """Macro document -> encoded PowerShell stager -> mimikatz and procdump on lsass."""
-    from streams.sample.generate import powershell_enc
-
     tag = "malicious_process_chain"
     lid = gen.logon_id(u)
     cache = rf"C:\Users\{u.name}\AppData\Local\Microsoft\Windows\INetCache\Content.Outlook\K3J9Q2ZB"

@@ -12,6 +12,7 @@ import math
 from typing import TYPE_CHECKING
 
 from streams.sample import _net as net
+from streams.sample._formats import iso, syslog_ts
 
 if TYPE_CHECKING:
     from streams.sample.generate import Generator, User
@@ -29,8 +30,6 @@ BLOCKED_WEB = ("www.dropbox.com", "mega.nz", "wetransfer.com", "pastebin.com")
 
 
 def _utc(t: float) -> str:
-    from streams.sample.generate import iso
-
     return iso(t)[:-1].replace("T", " ")
 
 
@@ -40,8 +39,6 @@ def _fw_dt(t: float) -> tuple[str, str]:
 
 
 def _ts(t: float) -> str:
-    from streams.sample.generate import syslog_ts
-
     return syslog_ts(t)
 
 
@@ -328,11 +325,3 @@ def workstations(gen: Generator, users: list[User]) -> None:
         user_day(gen, u)
 
 
-def servers(gen: Generator, users: list[User]) -> None:
-    """Server activity (cron, admin ssh, nginx, backup): see :mod:`streams.sample._servers`."""
-    from streams.sample import _servers
-
-    _servers.cron(gen)
-    _servers.admin_ssh(gen, [u for u in users if u.admin])
-    _servers.nginx(gen)
-    _servers.backup(gen)

@@ -7,6 +7,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from streams.sample import _net as net
+from streams.sample._formats import _dt
 from streams.sample._normal import DURATION_S, _ts, firewall, lognorm
 
 if TYPE_CHECKING:
@@ -125,8 +126,6 @@ def _request(gen: Generator, t: float, client: str, ua: str, method: str, path: 
 
 
 def _stamp(t: float) -> str:
-    from streams.sample.generate import _dt
-
     return _dt(t).strftime("%d/%b/%Y:%H:%M:%S")
 
 
@@ -175,3 +174,11 @@ def backup(gen: Generator) -> None:
         firewall(gen, t + dur, src=net.SERVERS["backup-01"][0], dst=net.S3[1], dport=443, sent=size,
                  rcvd=lognorm(gen, 400e3, 0.3), duration_s=dur)
         t += dur + gen.rng.uniform(5, 30)
+
+
+def servers(gen: Generator, users: list[User]) -> None:
+    """Server activity: cron, admin ssh, nginx, backup."""
+    cron(gen)
+    admin_ssh(gen, [u for u in users if u.admin])
+    nginx(gen)
+    backup(gen)

@@ -38,17 +38,16 @@ SCENARIOS (sidecar list: name, start UTC, what happens):
 from __future__ import annotations
 
 import argparse
-import base64
 import gzip
 import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from streams.sample import _net
+from streams.sample._formats import iso
 
 SCENARIOS: tuple[tuple[str, str], ...] = (
     ("ssh_bruteforce", "60 failed SSH passwords from 185.220.101.47, then root accepted"),
@@ -57,7 +56,6 @@ SCENARIOS: tuple[tuple[str, str], ...] = (
     ("port_scan", "one workstation probes 40 ports on 16 hosts (3 each) in ~20 s"),
 )
 
-START = datetime(2025, 3, 11, 0, 0, 0, tzinfo=UTC)
 DURATION_S = 6 * 3600
 DEFAULT_OUT = Path(__file__).with_name("sample_events.jsonl.gz")
 
@@ -66,21 +64,6 @@ Event = dict[str, Any]
 
 # --------------------------------------------------------------------------- time
 
-
-def iso(t: float) -> str:
-    """RFC 3339 UTC with milliseconds: ``2025-03-11T01:52:03.123Z``."""
-    dt = START + timedelta(milliseconds=round(t * 1000))
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def _dt(t: float) -> datetime:
-    return START + timedelta(milliseconds=round(t * 1000))
-
-
-def syslog_ts(t: float) -> str:
-    """BSD syslog timestamp (``Mar 11 01:52:03``)."""
-    dt = _dt(t)
-    return f"{dt:%b} {dt.day:2d} {dt:%H:%M:%S}"
 
 
 # ------------------------------------------------------------------------ actors
@@ -217,12 +200,12 @@ class Generator:
 
 def build(seed: int = 7) -> list[Event]:
     """Generate the whole stream (normal activity plus the four scenarios)."""
-    from streams.sample import _attacks, _normal
+    from streams.sample import _attacks, _normal, _servers
 
     gen = Generator(seed)
     users = make_users(gen.rng)
     _normal.workstations(gen, users)
-    _normal.servers(gen, users)
+    _servers.servers(gen, users)
     _attacks.inject_all(gen, users)
     return gen.events()
 
@@ -240,10 +223,6 @@ def write_sample(out: Path, seed: int = 7) -> list[Event]:
         gz.write(encode(events))
     return events
 
-
-def powershell_enc(script: str) -> str:
-    """What ``powershell -EncodedCommand`` expects: base64 of UTF-16LE."""
-    return base64.b64encode(script.encode("utf-16-le")).decode()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer
 
-from streams.broker import free_port
+from streams.kafka.embedded_broker import free_port
 
 
 def metric(port: int, name: str, labels: str = "") -> float:
@@ -56,7 +56,7 @@ class WorkerProc:
                # produced last are scored last whatever their key
                "SECSTREAM_TOPIC_PARTITIONS": "1", "HF_HUB_OFFLINE": "1", **env_extra}
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv or [sys.executable, "-m", "streams.cli", "run"], env=env, stdout=self.log,
+        self.proc = subprocess.Popen(argv or [sys.executable, "-m", "streams.cli.main", "run"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
 
     def processed(self) -> float:
@@ -168,7 +168,7 @@ async def drain(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tup
 
 class TlsProxy:
     """A TLS-terminating TCP proxy on a loopback port in front of a plaintext broker, served by a
-    thread of its own: Tansu does not serve TLS itself (streams/broker.py), so Kafka clients' TLS is
+    thread of its own: Tansu does not serve TLS itself (streams/kafka/embedded_broker.py), so Kafka clients' TLS is
     tested against this, with the broker advertising the proxy's address. ``client_ca``: require
     client certificates it signed (mutual TLS)."""
 

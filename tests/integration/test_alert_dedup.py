@@ -1,5 +1,5 @@
 """Alert dedup in the worker (issue 6): the bundled sample stream through the embedded Tansu broker and a
-worker process (`secstream run`), every raised alert through the ``alerts`` agent (streams/alert_agent.py).
+worker process (`secstream run`), every raised alert through the ``alerts`` agent (streams/worker/alert_agent.py).
 
 Checks, on what a SOC consumer reads from the alerts topic: every document is a valid alert; documents
 sharing an ``alert_id`` are one alert and its updates (``update`` true, ``count`` growing); the final counts
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from kafka_helpers import WorkerProc, drain, metric
 
-from schemas.models import validate_alert
-from streams.broker import EmbeddedBroker, create_topic
-from streams.tools import produce_values
+from schemas.alert import validate_alert
+from streams.kafka.embedded_broker import EmbeddedBroker, create_topic
+from streams.cli.topic_commands import produce_values
 
 pytestmark = pytest.mark.integration
 

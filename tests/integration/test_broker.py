@@ -13,7 +13,7 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import EmbeddedBroker
+from streams.kafka.embedded_broker import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def test_broker_round_trip_and_clean_stop() -> None:
 def test_no_orphan_when_parent_is_killed(tmp_path) -> None:
     script = (
         "import sys, time\n"
-        "from streams.broker import EmbeddedBroker\n"
+        "from streams.kafka.embedded_broker import EmbeddedBroker\n"
         "b = EmbeddedBroker().start()\n"
         "print(b._proc.pid, flush=True)\n"
         "time.sleep(60)\n"
@@ -84,7 +84,7 @@ def test_no_orphan_when_parent_is_killed(tmp_path) -> None:
 
 
 def test_ctrl_c_stops_broker_command() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "broker"], stdout=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "broker"], stdout=subprocess.PIPE, text=True,
                             stderr=subprocess.STDOUT)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]

@@ -31,8 +31,8 @@ from bench.entity_scenario import (
     scenario_values,
 )
 from detection.sessions import event_time
-from streams.broker import EmbeddedBroker, create_topic
-from streams.tools import produce_values
+from streams.kafka.embedded_broker import EmbeddedBroker, create_topic
+from streams.cli.topic_commands import produce_values
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,7 @@ def test_entities_survive_a_restart_and_the_changed_user_alerts(tmp_path: Path) 
     assert all(a["explanation"]["neighbours"] and a["evidence"]["event_ids"] for a in drift)
 
     from encoders.hybrid import build_default_encoder
-    from streams.entity_points import entity_history, entity_spec
+    from streams.store.entity_points import entity_history, entity_spec
     from streams.store import open_store
 
     store = open_store(engine="edge", path=data_dir / "qdrant")

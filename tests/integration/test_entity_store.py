@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from detection.entity_tracker import EntityTracker
-from streams.entity_points import ENTITIES, entity_history, similar_entities
-from streams.entity_stage import EntityStage
+from streams.store.entity_points import ENTITIES, entity_history, similar_entities
+from streams.stages.entity_stage import EntityStage
 from streams.store import EdgeStore
 from tests.unit.test_entities import two_behaviours
 from tests.unit.test_entity_stage import _steps

@@ -35,7 +35,7 @@ from kafka_helpers import INJECTED, INJECTED_IDS, WorkerProc, drain, metric
 
 from schemas.models import decode_event
 from streams.adapters import read_records
-from streams.broker import EmbeddedBroker, create_topic, free_port
+from streams.kafka.embedded_broker import EmbeddedBroker, create_topic, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -274,7 +274,7 @@ def test_worker_stop_and_kill_mid_batch_lose_nothing(tmp_path: Path, broker: Emb
         wait_stored(worker, len(ids))
         wait_attacks_alerted(worker, broker.bootstrap)
         redelivered = metric(worker.port, "secstream_events_total", 'result="ok"')
-        # caught up by itself, not by the stall guard's rejoin (streams/consumer_watch.py)
+        # caught up by itself, not by the stall guard's rejoin (streams/worker/consumer_watch.py)
         assert worker.metric_sums("secstream_consumer_stall").get("secstream_consumer_stalls_total", 0) == 0
     finally:
         code = worker.stop()

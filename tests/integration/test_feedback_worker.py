@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from kafka_helpers import WorkerProc, drain
 
-from schemas.models import validate_alert
-from streams.broker import EmbeddedBroker, create_topic
+from schemas.alert import validate_alert
+from streams.kafka.embedded_broker import EmbeddedBroker, create_topic
 from streams.store import open_store, point_id
-from streams.tools import produce_values
+from streams.cli.topic_commands import produce_values
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def odd(tag: str, i: int, message: str, process: str) -> bytes:
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([sys.executable, "-m", "streams.cli.main", *args], capture_output=True, text=True, timeout=60,
                           check=False)
 
 
@@ -65,7 +65,7 @@ def test_verdicts_suppress_false_positives_and_keep_confirmed_patterns_alerting(
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
         bs = broker.bootstrap
         asyncio.run(create_topic(bs, "secstream.events", partitions=1))
-        # JSON log lines (streams/logs.py), at info: the applied verdicts are logged with their alert ids
+        # JSON log lines (streams/ops/logs.py), at info: the applied verdicts are logged with their alert ids
         worker = WorkerProc(bs, data, tmp_path / "worker.log", SECSTREAM_WARMUP_EVENTS="50",
                             SECSTREAM_LOG_FORMAT="json", SECSTREAM_LOG_LEVEL="info",
                             SECSTREAM_ENTITY_TYPES="", SECSTREAM_ENTITY_JOIN_TYPES="",
@@ -125,7 +125,7 @@ def test_verdicts_suppress_false_positives_and_keep_confirmed_patterns_alerting(
             1 + copies]  # updates re-stored
     finally:
         store.close()
-    hunt = subprocess.run([sys.executable, "-m", "streams.cli", "hunt", "--like", tp_alert[0]["alert_id"], "--json",
+    hunt = subprocess.run([sys.executable, "-m", "streams.cli.main", "hunt", "--like", tp_alert[0]["alert_id"], "--json",
                            "--limit", "3"], capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "SECSTREAM_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1"})
     assert hunt.returncode == 0, hunt.stderr

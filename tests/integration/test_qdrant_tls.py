@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import pytest
 
-from streams.runtime import build_store
-from streams.settings import Settings
+from streams.stages.factory import build_store
+from streams.config.settings import Settings
 from streams.store import StoreError
 from tests.unit.tls_helpers import TlsFiles, make_tls_files
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.models import validate_alert
-from streams.cli import main
+from schemas.alert import validate_alert
+from streams.cli.main import main
 
 pytestmark = pytest.mark.integration
 
@@ -68,9 +68,9 @@ HDFS = DATA / "hdfs" / "hdfs_events_2percent.parquet"
 @pytest.mark.skipif(not HDFS.exists(), reason=f"HDFS sample not found at {HDFS} (needs ../shared/data)")
 def test_replay_hdfs_subset_sessions_and_session_alerts(tmp_path: Path) -> None:
     from bench.eval_hdfs import load_records
-    from streams.replay import replay_records
-    from streams.runtime import build_pipeline
-    from streams.settings import Settings
+    from streams.cli.replay import replay_records
+    from streams.stages.factory import build_pipeline
+    from streams.config.settings import Settings
 
     recs, ordered = load_records(HDFS, limit_sessions=400)
     assert ordered

@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from streams.broker import free_port
+from streams.kafka.embedded_broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_run_shows_alerts_and_metrics_then_stops_cleanly(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SECSTREAM_")}
     env.update({"SECSTREAM_METRICS_PORT": str(port), "SECSTREAM_METRICS_HOST": "127.0.0.1", "TMPDIR": str(tmp_path),
                 "HF_HUB_OFFLINE": "1"})
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "run"], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "run"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=tmp_path)
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ, "out")  # type: ignore[arg-type]

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from kafka_helpers import WorkerProc, drain
 
-from streams.broker import EmbeddedBroker, create_topic
-from streams.tools import produce_values
+from streams.kafka.embedded_broker import EmbeddedBroker, create_topic
+from streams.cli.topic_commands import produce_values
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def test_open_sessions_survive_a_worker_restart(tmp_path: Path) -> None:
 
     from detection.session_score import SessionScorer
     from encoders.hybrid import build_default_encoder
-    from streams.session_points import SESSIONS, session_point_id, session_spec
+    from streams.store.session_points import SESSIONS, session_point_id, session_spec
     from streams.store import open_store
 
     dim = build_default_encoder().dim

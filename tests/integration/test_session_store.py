@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from detection.sessions import Session
-from streams import session_points
-from streams.session_points import (
+from streams.store import session_points
+from streams.store.session_points import (
     MEMBERS,
     SESSIONS,
     session_point,

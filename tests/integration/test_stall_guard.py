@@ -1,4 +1,4 @@
-"""The consumer watch (streams/consumer_watch.py) against an injected stall, on real components.
+"""The consumer watch (streams/worker/consumer_watch.py) against an injected stall, on real components.
 
 The worker is ``bench.fault_store`` (``secstream run`` whose control file can make its Faust consumer
 pause the events partitions once, behind its back: a consumer that stops fetching) on the embedded
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from kafka_helpers import WorkerProc, metric
 
-from streams.broker import EmbeddedBroker, create_topic
+from streams.kafka.embedded_broker import EmbeddedBroker, create_topic
 
 pytestmark = pytest.mark.integration
 

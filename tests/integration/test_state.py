@@ -1,4 +1,4 @@
-"""Worker state snapshots on disk (streams/state.py): the pipeline's and the session scorer's
+"""Worker state snapshots on disk (streams/stages/snapshots.py): the pipeline's and the session scorer's
 state round-trip through safetensors + JSON, and a snapshot of another model version is ignored."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streams.runtime import build_pipeline, build_session_stage
+from streams.stages.factory import build_pipeline, build_session_stage
 from streams.sample import iter_sample
-from streams.settings import Settings
-from streams.state import load_session_state, load_state, save_session_state, save_state
+from streams.config.settings import Settings
+from streams.stages.snapshots import load_session_state, load_state, save_session_state, save_state
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,11 @@ import pytest
 from kafka_helpers import INJECTED, INJECTED_IDS, WorkerProc, drain
 
 from schemas.errors import InvalidEvent
-from schemas.models import decode_event, validate_alert
+from schemas.models import decode_event
+from schemas.alert import validate_alert
 from streams.adapters import read_records
-from streams.broker import EmbeddedBroker, create_topic
-from streams.tools import produce_values
+from streams.kafka.embedded_broker import EmbeddedBroker, create_topic
+from streams.cli.topic_commands import produce_values
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,7 @@ def test_worker_end_to_end(tmp_path: Path) -> None:
             assert sent == len(messages)
             worker.wait_processed(len(messages))
             worker.wait_alerts_settled()
-            for probe in ("healthz", "readyz"):  # live, and holding its partition (streams/health.py)
+            for probe in ("healthz", "readyz"):  # live, and holding its partition (streams/ops/health.py)
                 with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/{probe}", timeout=5) as resp:
                     assert resp.status == 200 and resp.read() == b"ok\n"
         finally:

@@ -1,4 +1,4 @@
-"""A batch's bookkeeping (streams/batches.py): in flight, cancelled when stuck, withheld. No Kafka: the
+"""A batch's bookkeeping (streams/worker/batches.py): in flight, cancelled when stuck, withheld. No Kafka: the
 events hold Faust's message objects, whose ``acked`` flag Faust's ``Consumer.ack`` reads."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from types import SimpleNamespace
 
 from faust.types.tuples import ConsumerMessage
 
-from streams import metrics
-from streams.batches import cancel_batches_older_than, finish_batch, oldest_batch_age
+from streams.ops import metrics
+from streams.worker.batches import cancel_batches_older_than, finish_batch, oldest_batch_age
 
 
 def events(n: int) -> list[SimpleNamespace]:
-    """Events around Faust's real message type (streams/faust_commits.py keeps weak references to them)."""
+    """Events around Faust's real message type (streams/kafka/faust_commits.py keeps weak references to them)."""
     return [SimpleNamespace(message=ConsumerMessage("secstream.events", 0, i, 0.0, 0, [], None, b"{}", None))
             for i in range(n)]
 

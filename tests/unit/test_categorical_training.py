@@ -96,7 +96,7 @@ def test_sessionize_fallbacks() -> None:
 
 
 def test_train_command(tmp_path: Path) -> None:
-    from streams.train import main
+    from streams.cli.train import main
 
     data = tmp_path / "e.jsonl"
     lines = [f'{{"time": "2024-01-01T00:{i % 60:02d}:00Z", "message": "m", "event_type": "t{i % 3}", '

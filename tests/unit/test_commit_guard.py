@@ -1,4 +1,4 @@
-"""What Faust may commit (streams/faust_commits.py): a batch's own acks, and gaps the fetcher saw in
+"""What Faust may commit (streams/kafka/faust_commits.py): a batch's own acks, and gaps the fetcher saw in
 the log. No broker: Faust's real ``Consumer.ack``
 bookkeeping runs on a consumer object holding just the fields it reads, and aiokafka's real
 SubscriptionState provides the partition states the stamps refer to."""
@@ -16,8 +16,8 @@ from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.structs import TopicPartition
 from faust.types.tuples import TP, ConsumerMessage
 
-from streams import faust_commits
-from streams.faust_tuning import _partition_state, _real_gap, _stamp, fix_stale_fetches
+from streams.kafka import faust_commits
+from streams.kafka.faust_consumer import _partition_state, _real_gap, _stamp, fix_stale_fetches
 
 TOPIC = "secstream.events"
 TP0 = TP(TOPIC, 0)

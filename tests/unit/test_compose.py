@@ -2,7 +2,7 @@
 
 There is no Docker engine on the development machine, so nothing here starts a
 container: these tests parse the files (PyYAML) and check that they agree with each
-other and with :class:`streams.settings.Settings`.
+other and with :class:`streams.config.settings.Settings`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the compose file")
 
-from streams.settings import Settings
+from streams.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -160,7 +160,7 @@ ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 
 def test_alert_rules_are_loaded_and_use_real_metrics(compose: dict[str, Any], prometheus: dict[str, Any]) -> None:
-    from streams.metrics import REGISTRY
+    from streams.ops.metrics import REGISTRY
 
     mounts = compose["services"]["prometheus"]["volumes"]
     target = next(m.split(":")[1] for m in mounts if m.startswith("./deploy/prometheus/alerts.yml"))

@@ -22,11 +22,11 @@ from detection.entity_drift import DriftFinding, entity_drift_alert
 from detection.ocsf import to_ocsf
 from detection.session_score import SessionScorer, session_alert
 from detection.sessions import Session
-from schemas.models import validate_alert
-from streams.app import format_alert_line
-from streams.pipeline import Pipeline
-from streams.runtime import build_pipeline
-from streams.settings import Settings
+from schemas.alert import validate_alert
+from streams.cli.alert_lines import format_alert_line
+from streams.stages.pipeline import Pipeline
+from streams.stages.factory import build_pipeline
+from streams.config.settings import Settings
 
 # ------------------------------------------------------------------ the math
 

@@ -140,7 +140,7 @@ def test_top_terms_prefer_rare_terms() -> None:
 
 
 def test_alert_document_is_deterministic_and_valid() -> None:
-    from schemas.models import validate_alert
+    from schemas.alert import validate_alert
 
     event = {"event_id": "ev-1", "time": "2026-01-01T00:00:00.000Z", "message": "Failed password for root",
              "source": "sshd", "user": "root", "severity": "high"}

@@ -26,7 +26,7 @@ from detection.entity_drift import DriftScorer, entity_drift_alert
 from detection.entity_groups import entity_keys, peer_group, unit_rows
 from detection.entity_tracker import EntityTracker
 from detection.entity_windows import TumblingWindows
-from schemas.models import validate_alert
+from schemas.alert import validate_alert
 
 
 def iso(t: float) -> str:

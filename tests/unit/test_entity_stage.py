@@ -1,4 +1,4 @@
-"""The entity stage (streams.entity_stage): how the entity score joins the event score, the alert it raises,
+"""The entity stage (streams.stages.entity_stage): how the entity score joins the event score, the alert it raises,
 steps on the wire, and what the stage refuses."""
 
 from __future__ import annotations
@@ -11,13 +11,9 @@ import pytest
 from detection.alerts import alert_id
 from detection.entity_alerts import joined_score
 from detection.entity_tracker import EntityTracker
-from schemas.models import validate_alert
-from streams.entity_stage import (
-    EntityStage,
-    EntityStep,
-    decode_entity_steps,
-    encode_entity_steps,
-)
+from schemas.alert import validate_alert
+from streams.kafka.step_codec import decode_entity_steps, encode_entity_steps
+from streams.stages.entity_stage import EntityStage, EntityStep
 from tests.unit.test_entities import T0, iso, two_behaviours
 
 
@@ -89,8 +85,8 @@ def test_join_types_must_be_tracked() -> None:
 
 
 def test_a_batch_without_entities_gives_no_steps() -> None:
-    from streams.entity_stage import entity_steps
-    from streams.pipeline import Accepted, BatchOutcome
+    from streams.stages.entity_stage import entity_steps
+    from streams.stages.pipeline import Accepted, BatchOutcome
 
     out = BatchOutcome()
     out.results = [Accepted(0, "e1", None, 1.0, False, False, event={"time": iso(T0), "message": "m"}, row=0)]

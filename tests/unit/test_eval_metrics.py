@@ -1,4 +1,4 @@
-"""The evaluation's metrics (bench/eval_hdfs.py) on cases small enough to check by hand,
+"""The evaluation's metrics (detection/ranking_metrics.py) on cases small enough to check by hand,
 and the PR curve PNG (bench/plots.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.eval_hdfs import pr_auc, pr_curve, prf, roc_auc
+from detection.ranking_metrics import pr_auc, pr_curve, prf, roc_auc
 
 
 def test_roc_auc_perfect_reversed_and_ties() -> None:

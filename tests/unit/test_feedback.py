@@ -21,11 +21,11 @@ from detection.feedback import (
     teach_normal,
 )
 from detection.novelty import ExemplarBaseline
-from schemas.models import validate_alert
-from streams.cli import main as cli_main
-from streams.pipeline import BatchOutcome, Pipeline
-from streams.runtime import build_pipeline
-from streams.settings import Settings
+from schemas.alert import validate_alert
+from streams.cli.main import main as cli_main
+from streams.stages.pipeline import BatchOutcome, Pipeline
+from streams.stages.factory import build_pipeline
+from streams.config.settings import Settings
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -150,7 +150,7 @@ def test_every_raised_alert_carries_its_evidence_vector(warmed: Pipeline) -> Non
 
 
 def evidence(pipe: Pipeline, out: BatchOutcome) -> np.ndarray:
-    """The alert's vector as first seen and the event re-encoded now (streams/feedback_agent.py)."""
+    """The alert's vector as first seen and the event re-encoded now (streams/worker/feedback_agent.py)."""
     return np.vstack([out.alert_vectors[0][None, :], pipe.encode_stored([out.accepted[0].event])])
 
 

@@ -1,6 +1,6 @@
 """Static checks of Grafana in docker-compose.yml and deploy/grafana/ (no Grafana runs here).
 
-Every PromQL expression of the dashboard may name only series that streams.metrics.REGISTRY
+Every PromQL expression of the dashboard may name only series that streams.ops.metrics.REGISTRY
 exposes (or Prometheus' ``up``), and only labels those series carry; the panels use the
 provisioned datasource; the compose service mounts the provisioning folders of the repo.
 """
@@ -35,10 +35,10 @@ MATCHER = re.compile(r'\s*([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*
 
 
 def _series() -> dict[str, set[str]]:
-    """Every series name a worker exposes (streams.metrics.REGISTRY) -> the labels it may carry."""
+    """Every series name a worker exposes (streams.ops.metrics.REGISTRY) -> the labels it may carry."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from streams import metrics
+    from streams.ops import metrics
 
     registered = {family.name: family.type for family in metrics.REGISTRY.collect()}
     out: dict[str, set[str]] = {"up": set(TARGET_LABELS)}
@@ -47,7 +47,7 @@ def _series() -> dict[str, set[str]]:
         if not isinstance(metric, MetricWrapperBase):
             continue
         family = metric.describe()[0]
-        assert registered.get(family.name) == family.type, f"{family.name} is not in streams.metrics.REGISTRY"
+        assert registered.get(family.name) == family.type, f"{family.name} is not in streams.ops.metrics.REGISTRY"
         seen.add(family.name)
         labels = set(metric._labelnames) | TARGET_LABELS  # the metric's own label names
         for suffix in SUFFIXES[family.type]:

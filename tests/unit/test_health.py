@@ -1,4 +1,4 @@
-"""Worker probes (streams/health.py) served with /metrics (streams/metrics.py), over real HTTP."""
+"""Worker probes (streams/ops/health.py) served with /metrics (streams/ops/metrics.py), over real HTTP."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import time
 import urllib.error
 import urllib.request
 
-from streams.broker import free_port
-from streams.health import Health
-from streams.metrics import serve
+from streams.kafka.embedded_broker import free_port
+from streams.ops.health import Health
+from streams.ops.metrics import serve
 
 
 def get(port: int, path: str) -> tuple[int, str]:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from streams.hunt import (
+from streams.hunt.engine import (
     HuntError,
     HuntFilters,
     event_filter,
@@ -15,7 +15,7 @@ from streams.hunt import (
     session_entity_ok,
     session_filter,
 )
-from streams.hunt_cli import parse_entity, parse_when
+from streams.hunt.command import parse_entity, parse_when
 from streams.store import FieldContains, FieldMatch, FieldRange
 
 

@@ -13,7 +13,7 @@ yaml = pytest.importorskip("yaml", reason="PyYAML is needed to parse the manifes
 
 from pydantic import SecretStr
 
-from streams.settings import Settings
+from streams.config.settings import Settings
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 

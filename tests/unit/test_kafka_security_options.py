@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import SaslAuthenticationFailed
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from streams.kafka_security import (
+from streams.kafka.client_options import (
     KafkaSecurityError,
     aiokafka_kwargs,
     connect_error,
@@ -21,7 +21,7 @@ from streams.kafka_security import (
     faust_credentials,
     ssl_context,
 )
-from streams.settings import Settings
+from streams.config.settings import Settings
 from tests.unit.tls_helpers import TlsFiles, make_tls_files
 
 PASSWORD = "pa55-word-31"

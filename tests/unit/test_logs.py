@@ -1,4 +1,4 @@
-"""Log lines (streams/logs.py): JSON objects with the ids a record carries, through the real logging config."""
+"""Log lines (streams/ops/logs.py): JSON objects with the ids a record carries, through the real logging config."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import logging
 import logging.config
 
-from streams.logs import JsonFormatter, logging_config
+from streams.ops.logs import JsonFormatter, logging_config
 
 
 def test_json_lines_carry_level_logger_message_and_ids() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from detection.dedup import AlertDeduper
 from detection.ocsf import to_ocsf
-from streams.app import format_alert_line
+from streams.cli.alert_lines import format_alert_line
 from test_dedup import _alert
 
 

@@ -9,10 +9,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from streams.payload_fields import DEFAULT_PAYLOAD_FIELDS, EVENT_FIELDS, PayloadFields
-from streams.pipeline import EVENTS
-from streams.runtime import build_pipeline
-from streams.settings import Settings
+from streams.config.payload_fields import DEFAULT_PAYLOAD_FIELDS, EVENT_FIELDS, PayloadFields
+from streams.store.collections import EVENTS
+from streams.stages.factory import build_pipeline
+from streams.config.settings import Settings
 from streams.store import open_store, point_id
 
 EVENT = {"event_id": "e-1", "time": "2026-01-01T00:00:00.000Z", "message": "Accepted password for alice",

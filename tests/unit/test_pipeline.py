@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from streams.pipeline import PROCESSING_ERROR, Accepted, Pipeline, Rejected
-from streams.runtime import build_pipeline
-from streams.settings import Settings
+from streams.stages.pipeline import PROCESSING_ERROR, Accepted, Pipeline, Rejected
+from streams.stages.factory import build_pipeline
+from streams.config.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,12 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from schemas.errors import REASONS, InvalidEvent
-from schemas.models import MAX_MESSAGE_BYTES, SecurityEvent, decode_event, load_schema
-from streams import wire
-from streams.pipeline import PROCESSING_ERROR, Accepted, Pipeline, Rejected
-from streams.runtime import build_pipeline
-from streams.settings import Settings
+from schemas.models import MAX_MESSAGE_BYTES, SecurityEvent, decode_event
+from schemas.alert import load_schema
+from streams.kafka import json_codec as wire
+from streams.stages.pipeline import PROCESSING_ERROR, Accepted, Pipeline, Rejected
+from streams.stages.factory import build_pipeline
+from streams.config.settings import Settings
 from tests.unit.strategies import (
     MAX_MS,
     Case,
@@ -220,7 +221,7 @@ def test_pipeline_rejects_exactly_the_malformed_and_keeps_the_valid_neighbours(p
         assert out.vectors.shape[0] == len(out.accepted)
 
 
-# --------------------------------------------------------------------------- streams.wire
+# --------------------------------------------------------------------------- streams.kafka.json_codec
 
 
 _JSON = st.recursive(

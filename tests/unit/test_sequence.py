@@ -24,7 +24,7 @@ from detection.sequence import (
 )
 from detection.session_score import SessionScorer, session_alert
 from detection.sessions import Session
-from schemas.models import validate_alert
+from schemas.alert import validate_alert
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 SMALL = {"hidden": 16, "emb_dim": 8, "batch_size": 32, "lr": 0.01}
@@ -199,7 +199,7 @@ def test_alert_names_the_sequence_step_when_it_drives() -> None:
 
 
 def test_train_sessions_command_errors(tmp_path: Path) -> None:
-    from streams.train import main
+    from streams.cli.train import main
 
     assert main(["sessions", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "x")]) == 2
     data = tmp_path / "e.jsonl"
@@ -211,10 +211,10 @@ def test_train_sessions_command_errors(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (DATA / "hdfs").is_dir(), reason="needs ../shared/data/hdfs (sample data not in this checkout)")
 def test_train_sessions_on_hdfs_slice_matches_pipeline_template_ids(tmp_path: Path) -> None:
     from streams.adapters import read_records
-    from streams.pipeline import Accepted
-    from streams.runtime import build_pipeline
-    from streams.settings import Settings
-    from streams.train import main
+    from streams.stages.pipeline import Accepted
+    from streams.stages.factory import build_pipeline
+    from streams.config.settings import Settings
+    from streams.cli.train import main
 
     path = DATA / "hdfs" / "hdfs_events_2percent.parquet"
     out = tmp_path / "m"

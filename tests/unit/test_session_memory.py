@@ -21,8 +21,8 @@ from bench.session_memory import (
     run_session_stage,
     verdict,
 )
-from streams.runtime import build_sessions
-from streams.settings import Settings
+from streams.stages.factory import build_sessions
+from streams.config.settings import Settings
 
 PARQUET = Path(__file__).resolve().parents[3] / "shared" / "data" / "hdfs" / "hdfs_events_2percent.parquet"
 needs_data = pytest.mark.skipif(not PARQUET.is_file(), reason="needs ../shared/data/hdfs (sample data not in this checkout)")

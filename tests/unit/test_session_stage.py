@@ -11,8 +11,8 @@ import pytest
 
 from detection.session_score import SessionScorer
 from detection.sessions import Session, Sessionizer
-from schemas.models import validate_alert
-from streams.session_stage import SessionStage
+from schemas.alert import validate_alert
+from streams.stages.session_stage import SessionStage
 
 DIM = 8
 

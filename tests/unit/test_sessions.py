@@ -11,7 +11,7 @@ import pytest
 
 from detection.session_score import SessionScorer, session_alert
 from detection.sessions import Session, Sessionizer
-from schemas.models import validate_alert
+from schemas.alert import validate_alert
 
 
 def _ev(t: float, **kw: object) -> dict:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streams.cli import main
-from streams.settings import Settings
-from streams.settings_security import SecretFileError, secret_fields
+from streams.cli.main import main
+from streams.config.settings import Settings
+from streams.config.security import SecretFileError, secret_fields
 
 SECRET = "s3cret-value-42"
 
@@ -169,7 +169,7 @@ def test_run_refuses_a_secured_protocol_on_the_embedded_broker(capsys, monkeypat
 def test_settings_in_a_log_line_show_no_secret(monkeypatch, tmp_path) -> None:
     import logging
 
-    from streams.logs import JsonFormatter
+    from streams.ops.logs import JsonFormatter
 
     monkeypatch.setenv("SECSTREAM_QDRANT_API_KEY_FILE", str(_secret_file(tmp_path, SECRET)))
     s = Settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="svc", kafka_sasl_password="pw-" + SECRET)

@@ -1,4 +1,4 @@
-"""The stale-fetch fix of Faust's consumer (streams/faust_tuning.py), on aiokafka's real subscription state.
+"""The stale-fetch fix of Faust's consumer (streams/kafka/faust_consumer.py), on aiokafka's real subscription state.
 
 A batch handed out by aiokafka is stamped with its partition's position state; it is fresh until that
 partition is sought (the seek to the committed offsets after a rebalance) or re-assigned (a new
@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.structs import TopicPartition
 
-from streams.faust_tuning import _fresh, _partition_state, _stamp, fix_stale_fetches
+from streams.kafka.faust_consumer import _fresh, _partition_state, _stamp, fix_stale_fetches
 
 TP0, TP1 = TopicPartition("secstream.events", 0), TopicPartition("secstream.events", 1)
 

@@ -1,10 +1,10 @@
-"""Consumer lag and stall detection (streams/stall.py): pure, no broker."""
+"""Consumer lag and stall detection (streams/worker/stall.py): pure, no broker."""
 
 from __future__ import annotations
 
 import pytest
 
-from streams.stall import PartitionState, StallDetector, end_offset, lag
+from streams.worker.stall import PartitionState, StallDetector, end_offset, lag
 
 
 def part(committed: int | None, *, listed: int | None = 100, highwater: int | None = None,

@@ -1,4 +1,4 @@
-"""The retrying store (streams/store_retry.py) over the real embedded Qdrant engine.
+"""The retrying store (streams/store/retry.py) over the real embedded Qdrant engine.
 
 A server outage cannot be produced here (no Qdrant server), so the engine's ``upsert`` is made to
 raise what the engine raises for an unreachable server: a StoreError caused by ConnectionRefusedError.
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from streams.store import CollectionSpec, StorePoint, open_store, point_id
-from streams.store_base import StoreError
-from streams.store_retry import RetryingStore, StoreUnavailable, transient
+from streams.store.base import StoreError
+from streams.store.retry import RetryingStore, StoreUnavailable, transient
 
 
 def _point(i: int) -> StorePoint:
@@ -128,7 +128,7 @@ def test_give_up_after_a_bound(engine) -> None:
                           sleep=lambda s: clock.__setitem__(0, clock[0] + s))
     real_monotonic = time.monotonic
     start = real_monotonic()
-    import streams.store_retry as mod
+    import streams.store.retry as mod
 
     mod.time.monotonic = lambda: start + clock[0]  # type: ignore[assignment]
     try:

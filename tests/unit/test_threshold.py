@@ -14,12 +14,12 @@ from detection.entity_tracker import EntityTracker
 from detection.session_score import SessionScorer
 from detection.sessions import Sessionizer
 from detection.threshold import AlertThreshold, default_warmup
-from schemas.models import validate_alert
-from streams.entity_stage import EntityStage, EntityStep
-from streams.runtime import build_pipeline, build_threshold
-from streams.session_stage import SessionStage
-from streams.settings import Settings
-from streams.state import load_thresholds, save_thresholds
+from schemas.alert import validate_alert
+from streams.stages.entity_stage import EntityStage, EntityStep
+from streams.stages.factory import build_pipeline, build_threshold
+from streams.stages.session_stage import SessionStage
+from streams.config.settings import Settings
+from streams.stages.snapshots import load_thresholds, save_thresholds
 from tests.unit.test_entities import T0, iso, two_behaviours
 
 

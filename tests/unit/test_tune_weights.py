@@ -1,4 +1,4 @@
-"""bench.tune_weights: encode-once recombination is exact, the grid ranks the component
+"""streams.tuning.weights: encode-once recombination is exact, the grid ranks the component
 that carries the signal first, labels load from parquet/JSON lines, and a tiny real-data run."""
 
 from __future__ import annotations

@@ -1,0 +1,81 @@
+"""Trace Faust's consumer bookkeeping (seeks, rebalances, read offsets, dropped messages) to the log.
+
+Diagnostic only, off by default: ``SECSTREAM_TRACE_CONSUMER=1`` makes the worker log, at WARNING on
+the logger ``streams.kafka.consumer_trace``:
+
+- every ``perform_seek`` (the committed offsets it seeks to, the read offsets before and after),
+- every revocation and assignment,
+- every write of a read offset that goes backwards or re-creates one a revocation removed,
+- every run of fetched messages that Faust's read-offset check drops (``offset < read offset``).
+
+This is what found the post-rebalance hole (docs/operations.md, "Restarts").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from faust.transport import consumer as faust_consumer
+
+log = logging.getLogger(__name__)
+
+
+class _TracedOffsets(defaultdict):  # type: ignore[type-arg]
+    """Faust's ``_read_offset`` mapping, logging the writes worth seeing."""
+
+    def __setitem__(self, tp: Any, value: Any) -> None:
+        old = self.get(tp, "absent")
+        if old == "absent" or (isinstance(old, int) and isinstance(value, int) and value < old):
+            log.warning("read offset %s/%s: %s -> %s", tp.topic, tp.partition, old, value)
+        super().__setitem__(tp, value)
+
+
+def install() -> None:
+    """Patch :class:`faust.transport.consumer.Consumer` in this process (idempotent)."""
+    cls = faust_consumer.Consumer
+    if getattr(cls, "_secstream_traced", False):
+        return
+    cls._secstream_traced = True
+    init, seek, revoked, assigned, getmany = (cls.__init__, cls.perform_seek, cls.on_partitions_revoked,
+                                              cls.on_partitions_assigned, cls.getmany)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        traced = _TracedOffsets(lambda: None)
+        traced.update(self._read_offset)
+        self._read_offset = traced
+
+    async def perform_seek(self: Any) -> None:
+        before = {f"{tp.topic}/{tp.partition}": v for tp, v in self._read_offset.items()}
+        log.warning("perform_seek: start, read offsets %s", before)
+        await seek(self)
+        log.warning("perform_seek: done, committed %s read %s",
+                    {f"{tp.topic}/{tp.partition}": v for tp, v in self._committed_offset.items()},
+                    {f"{tp.topic}/{tp.partition}": v for tp, v in self._read_offset.items()})
+
+    async def on_partitions_revoked(self: Any, tps: Any) -> None:
+        log.warning("revoked %s", sorted(f"{tp.topic}/{tp.partition}" for tp in tps))
+        await revoked(self, tps)
+
+    async def on_partitions_assigned(self: Any, tps: Any, generation_id: int = 0) -> None:
+        log.warning("assigned (generation %s) %s", generation_id, sorted(f"{tp.topic}/{tp.partition}" for tp in tps))
+        await assigned(self, tps, generation_id)
+
+    async def traced_getmany(self: Any, timeout: float) -> Any:
+        dropped: dict[Any, list[int]] = {}
+        async for tp, message in getmany(self, timeout):
+            r_offset = self._read_offset.get(tp)
+            if r_offset is not None and message.offset < r_offset:
+                dropped.setdefault(tp, []).append(message.offset)
+            yield tp, message
+        for tp, offsets in dropped.items():
+            log.warning("dropped %d fetched messages of %s/%s (offsets %d..%d) below the read offset %s",
+                        len(offsets), tp.topic, tp.partition, min(offsets), max(offsets), self._read_offset.get(tp))
+
+    cls.__init__ = __init__
+    cls.perform_seek = perform_seek
+    cls.on_partitions_revoked = on_partitions_revoked
+    cls.on_partitions_assigned = on_partitions_assigned
+    cls.getmany = traced_getmany

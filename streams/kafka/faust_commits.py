@@ -1,0 +1,100 @@
+"""What Faust may commit: a batch's own acks, and gaps the fetcher saw in the log.
+
+Faust commits, per partition, up to the first offset it has not seen acknowledged, counting as
+acknowledged what its consumer's ``ack`` recorded and every "gap" (offsets it takes as absent from the
+log). Two paths recorded offsets that were never processed; after a crash those events were
+committed and lost (a 4-partition restart stress run lost 569 of 22,246; docs/operations.md
+"Restarts"):
+
+- **skips**: a stream that finds its flow suspended (a rebalance, a stop) or a message of an older
+  consumer generation skips it and *acks* it; a ``noack`` stream does too. Between a revocation and
+  the next seek the partition's committed offset is unknown to Faust, so every such ack was recorded
+  and survived into the next assignment, where the commit passed the offset before the record,
+  fetched again, was processed;
+- **false gaps**: Faust infers a gap from its read offset, which its own seek sets back while the
+  fetcher loop moves on (streams/kafka/faust_consumer.py), and it counts the record being delivered in the gap.
+
+:func:`install` replaces ``Consumer.ack`` and ``Consumer._add_gap``. For the topics of the batch
+agents (:func:`guard_topics`), an ack is recorded only for a message whose batch finished
+(:func:`mark_processed`, called by streams/worker/batches.py); the ack of a skipped message is dropped: the
+re-assignment or seek that follows every skip (a skip happens only during a rebalance or a stop, or to
+a message of an older assignment) fetches the record again. A gap is recorded only where the fetcher
+saw the log lack those offsets (two records in a row from one position, or a position the broker
+refused), never the delivered record itself. Both err towards processing a record twice (effects are
+idempotent); a dropped ack that is not fetched again would show as a hole, which the stall guard
+(streams/worker/consumer_watch.py) recovers by a rejoin.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from faust.transport import consumer as faust_consumer
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+from streams.kafka import faust_consumer as faust_tuning
+
+__all__ = ["guard_topics", "install", "mark_processed", "dropped_acks"]
+
+log = logging.getLogger(__name__)
+
+_guarded: set[str] = set()
+_processed: weakref.WeakSet[Any] = weakref.WeakSet()  # messages whose batch finished
+_dropped = {"skipped": 0, "gaps": 0}
+
+_ORIGINAL_ACK = faust_consumer.Consumer.ack
+_ORIGINAL_ADD_GAP = faust_consumer.Consumer._add_gap
+
+
+def guard_topics(names: Iterable[str]) -> None:
+    """Commit ``names``' offsets only for what a batch finished (the agents that use streams/worker/batches.py)."""
+    _guarded.update(names)
+
+
+def mark_processed(events: Sequence[Any]) -> None:
+    """The batch of ``events`` finished: their acks may be committed."""
+    for event in events:
+        message = getattr(event, "message", None)
+        if message is not None:
+            _processed.add(message)
+
+
+def dropped_acks() -> dict[str, int]:
+    """How many acks and gaps were not recorded, by why (for the trace and the tests)."""
+    return dict(_dropped)
+
+
+def _ack(self: Any, message: Any) -> bool:
+    if message.topic in _guarded and not message.acked and message not in _processed:
+        with ack_lock:
+            if message.acked:
+                return False
+            message.acked = True  # its offset is not recorded; a later ack of it is a no-op
+            self._unacked_messages.discard(message)
+        _dropped["skipped"] += 1
+        log.debug("ack of %s/%d offset %d not recorded: skipped, not processed", message.topic,
+                  message.partition, message.offset)
+        notify(self._waiting_for_ack)
+        return False
+    return bool(_ORIGINAL_ACK(self, message))
+
+
+async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+    real = faust_tuning.real_gap(self, tp)
+    if real is not None:
+        low, high = max(offset_from, real[0]), min(offset_to, real[1])
+        if low <= high:
+            await _ORIGINAL_ADD_GAP(self, tp, low, high)
+            return
+    _dropped["gaps"] += 1
+    log.debug("gap %d..%d of %s not recorded: the log was not seen to lack it", offset_from, offset_to, tp)
+
+
+def install() -> None:
+    """Replace Faust's ``Consumer.ack`` and ``Consumer._add_gap`` in this process; idempotent."""
+    faust_consumer.Consumer.ack = _ack
+    faust_consumer.Consumer._add_gap = _add_gap

@@ -1,0 +1,44 @@
+"""What secstream's own messages look like on the wire: compact JSON, vectors as base64 float32.
+
+Shared by the events agent (alerts, DLQ records), the session and entity steps
+(:mod:`streams.worker.session_agent`, :mod:`streams.stages.entity_stage`) and their agents.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from detection.plain import b64, unb64
+
+__all__ = ["dumps", "stack_newest", "vector_from", "vector_text"]
+
+T = TypeVar("T")
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def vector_text(vec: np.ndarray) -> str:
+    """A vector as base64 of little-endian float32."""
+    return b64(vec, "<f4")
+
+
+def vector_from(text: str) -> np.ndarray:
+    """Inverse of :func:`vector_text` (float32)."""
+    return unb64(text, "<f4", "<f4")
+
+
+def stack_newest(items: Sequence[T], rows: Sequence[np.ndarray]) -> tuple[list[T], np.ndarray]:
+    """``items`` and their vectors stacked; when widths differ (a model change mid-stream) only the rows of the
+    newest width are kept, with their items. No rows: a ``(0, 0)`` array."""
+    items, kept = list(items), list(rows)
+    if len({r.shape[0] for r in kept}) > 1:
+        keep = [i for i, r in enumerate(kept) if r.shape[0] == kept[-1].shape[0]]
+        items, kept = [items[i] for i in keep], [kept[i] for i in keep]
+    return items, (np.stack(kept) if kept else np.zeros((0, 0), dtype=np.float32))

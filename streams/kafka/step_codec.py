@@ -1,0 +1,86 @@
+"""The steps on the internal topics: what the events agent sends the session and entity agents.
+
+A step is one scored event as a later stage needs it (its key, time, ids, score, template and vector),
+sent to ``<app_id>-session-steps`` keyed by its session key and to ``<app_id>-entity-steps`` keyed by
+its entity, so every step of a session or an entity reaches the same partition and worker. Compact
+JSON, vectors as base64 float32 (streams/kafka/json_codec.py). A step that cannot be read is logged
+and skipped: it is our own output, so it is a bug, not bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from streams.kafka.json_codec import dumps, stack_newest, vector_from, vector_text
+from streams.stages.entity_stage import EntityStep
+from streams.stages.pipeline import Accepted, BatchOutcome
+
+if TYPE_CHECKING:
+    from streams.stages.session_stage import SessionStage
+
+log = logging.getLogger(__name__)
+
+
+def encode_session_steps(outcome: BatchOutcome, stage: SessionStage) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the session steps of a processed batch, in input order."""
+    out: list[tuple[bytes, bytes]] = []
+    if outcome.vectors is None:
+        return out
+    for r in outcome.results:
+        if not isinstance(r, Accepted) or r.event is None or r.row < 0:
+            continue
+        found = stage.key_of(r.event)
+        if found is None:
+            continue
+        key, entity = found
+        out.append((key.encode("utf-8"), dumps({
+            "k": key, "en": list(entity), "t": r.event["time"], "id": r.event_id, "tid": r.template_id or "",
+            "tpl": r.template or "", "s": round(float(r.score), 3), "v": vector_text(outcome.vectors[r.row]),
+        })))
+    return out
+
+
+def decode_session_steps(values: Sequence[bytes]) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Steps (plain dicts) and their vectors; an unreadable step is logged and skipped (it is our own output)."""
+    steps, rows = [], []
+    for v in values:
+        try:
+            d = json.loads(v)
+            rows.append(vector_from(d["v"]))
+            steps.append(d)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping unreadable session step: %s", exc)
+    return stack_newest(steps, rows)
+
+
+def encode_entity_steps(steps: Sequence[EntityStep], vectors: np.ndarray) -> list[tuple[bytes, bytes]]:
+    """(key, value) messages of steps for ``<app>-entity-steps`` (vector as base64 float32)."""
+    out = []
+    for step, vec in zip(steps, vectors):
+        value = {"en": list(step.entity), "t": step.time, "id": step.event_id, "s": round(step.score, 3),
+                 "a": step.alerted, "tid": step.template_id, "tpl": step.template,
+                 "ev": step.summary, "sid": step.session_id, "sev": step.severity,
+                 "v": vector_text(vec)}
+        out.append((step.key, dumps(value)))
+    return out
+
+
+def decode_entity_steps(values: Iterable[bytes]) -> tuple[list[EntityStep], np.ndarray]:
+    """Inverse of :func:`encode_entity_steps`; an unreadable step is logged and skipped (it is our own output)."""
+    steps, rows = [], []
+    for raw in values:
+        try:
+            d = json.loads(raw)
+            vec = vector_from(d["v"])
+            steps.append(EntityStep((str(d["en"][0]), str(d["en"][1])), str(d["t"]), str(d["id"]), float(d["s"]),
+                                    bool(d["a"]), str(d["tid"]), str(d["tpl"]), dict(d["ev"]),
+                                    d.get("sid"), d.get("sev")))
+            rows.append(vec)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("skipping unreadable entity step: %s", exc)
+    return stack_newest(steps, rows)

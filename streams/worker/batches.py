@@ -1,0 +1,94 @@
+"""One batch of a Faust ``take_events`` stream: its offsets are committed only after its effects.
+
+Faust's ``take_events`` acks a batch's events in a ``finally`` when the agent moves
+on, also when the agent is cancelled (the worker stopping) or raises. Acked offsets
+are committed. Left as is, a batch cut short would be committed without its effects
+(store points, alerts, DLQ records, steps): lost, not re-delivered. So every agent
+runs its batch through :func:`finish_batch`:
+
+- the batch's work runs in its own task, shielded: a stop (cancellation) waits for
+  it to finish, so a graceful shutdown flushes the batch in flight, acks it, and the
+  consumer commits it;
+- if the work fails (a stop while the store is down: :class:`streams.store.retry.StoreUnavailable`,
+  or any unexpected error), the batch's messages are *withheld*: marked acked before
+  Faust's ``finally`` so that ``Consumer.ack`` skips them and never records their
+  offsets. The committed offset stops at the first of them (Faust commits up to the
+  first gap), and Kafka re-delivers the batch to the next owner of the partition.
+  Effects are idempotent (store ids, alert ids), so a re-delivery repeats, never loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from streams.ops import metrics
+from streams.kafka.faust_commits import mark_processed
+
+log = logging.getLogger(__name__)
+
+_in_flight: dict[asyncio.Future[Any], tuple[str, float]] = {}  # a batch's task -> (agent, time.monotonic() at start)
+
+
+def oldest_batch_age(now: float | None = None) -> float:
+    """Seconds the oldest batch still in flight (any agent) has been running; 0 when none is."""
+    if not _in_flight:
+        return 0.0
+    return (time.monotonic() if now is None else now) - min(started for _, started in _in_flight.values())
+
+
+def cancel_batches_older_than(age_s: float, now: float | None = None) -> list[str]:
+    """Cancel every batch in flight for ``age_s`` or more (the consumer watch: a batch that waits on nothing
+    that will answer); :func:`finish_batch` then withholds it, so Kafka re-delivers it. Returns their agents."""
+    now = time.monotonic() if now is None else now
+    stuck = [(task, agent) for task, (agent, started) in list(_in_flight.items()) if now - started >= age_s]
+    for task, _ in stuck:
+        task.cancel()
+    return [agent for _, agent in stuck]
+
+
+def withhold(events: Sequence[Any]) -> None:
+    """Keep ``events``' offsets out of every commit (see the module docstring)."""
+    for event in events:
+        message = getattr(event, "message", None)
+        if message is not None:
+            message.acked = True  # Consumer.ack skips an acked message: its offset is never recorded
+
+
+async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) -> bool:
+    """Run one batch's ``work`` to its end, also across a cancellation; True if it finished.
+
+    A failed batch is logged, counted (``secstream_batches_withheld_total{agent}``) and
+    withheld; the agent goes on with the next batch. A cancellation is re-raised once
+    the work is over.
+    """
+    task = asyncio.ensure_future(work)
+    _in_flight[task] = (agent, time.monotonic())
+    task.add_done_callback(lambda t: _in_flight.pop(t, None))
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and task.cancelled():
+                break
+            if not cancelled:
+                log.info("%s: stopping; finishing the batch of %d in flight first", agent, len(events))
+            cancelled = True
+        except Exception:  # noqa: BLE001 - read from the task below
+            break
+    ok = not task.cancelled() and task.exception() is None
+    if ok:
+        mark_processed(events)  # their acks may now be committed (streams/kafka/faust_commits.py)
+    else:
+        exc = None if task.cancelled() else task.exception()
+        metrics.BATCHES_WITHHELD.labels(agent).inc()
+        withhold(events)
+        log.error("%s: a batch of %d could not finish (%s: %s); its offsets are not committed, Kafka "
+                  "re-delivers it", agent, len(events), type(exc).__name__ if exc else "cancelled", exc)
+    if cancelled:
+        raise asyncio.CancelledError()
+    return ok

@@ -1,0 +1,164 @@
+"""Live sessions in the worker: a repartitioned step stream and a changelog-backed Faust table.
+
+The events agent scores events and sends one compact *step* per sessionized event
+(time, event id, template, score, vector) to the internal topic
+``<app_id>-session-steps``, keyed by the session key. That is a repartition, as
+Faust's ``group_by`` does, made explicit because what travels is the pipeline's
+output (the vector), not the raw event, so nothing is encoded twice. Every step of
+a session thus reaches the same partition, hence one worker.
+
+The session agent consumes the steps in batches, one
+:class:`~streams.stages.session_stage.SessionStage` sessionizer per partition, and mirrors
+what each batch changed into the Faust table ``sessions`` (changelog topic
+``<app_id>-sessions-changelog``, co-partitioned with the steps):
+
+- ``s:<key>`` → the open session (plain data, vectors base64) — written when a
+  batch touches it, deleted (tombstone) when it closes;
+- ``n:<key>`` → ``[partition, n]``, the reopen counter of a closed key (so the next
+  session of the key is ``key#n+1`` after a restart too), deleted when the bounded
+  memory of closed keys forgets it;
+- ``w:<partition>`` → ``[partition, watermark]``, written last for every batch (see
+  :meth:`SessionAgent._persist` for why).
+
+A (re)started worker recovers the table from the changelog (Faust does that before
+its agents resume) and rebuilds each assigned partition's open sessions from it;
+revoked partitions are dropped (their new owner recovers them). Memory stays
+bounded: closed sessions leave the table, and the reopen counters are an LRU.
+
+At-least-once, like the rest (Tansu has no transactions): a crash between a
+changelog write and the offset commit replays the steps of that window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+
+from detection.sessions import Session, iso_time
+from streams.ops import metrics
+from streams.stages.session_stage import SessionOutcome, SessionStage
+from streams.worker.alert_sink import AlertSink
+from streams.kafka.step_codec import decode_session_steps
+from streams.worker.table_agent import TableAgent
+from streams.kafka.json_codec import dumps
+
+log = logging.getLogger(__name__)
+
+TABLE = "sessions"
+
+
+
+def session_record(c: Any) -> dict[str, Any]:
+    """The ``secstream.sessions`` message of a closed session (replay's sessions.jsonl line, plus context)."""
+    s: Session = c.session
+    return {"session_id": s.session_id, "score": round(c.result.score, 3), "alert": c.alert, "events": s.events,
+            "start": iso_time(s.start), "end": iso_time(s.end), "entity": {"type": s.entity[0], "id": s.entity[1]},
+            "reason": s.reason, "warmup": c.result.warmup,
+            "templates": [{"id": t, "count": n} for t, n in s.bag.most_common(10)]}
+
+
+class SessionAgent(TableAgent):
+    """The session half of a worker; see the module docstring."""
+
+    def __init__(self, app: faust.App, stage: SessionStage, executor: ThreadPoolExecutor, *, app_id: str,
+                 partitions: int, batch_size: int, within_s: float, idle_s: float, alerts: AlertSink,
+                 sessions_topic: Any, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        super().__init__(app, executor, name="sessions", steps="session-steps", table=TABLE, app_id=app_id, partitions=partitions,
+                         batch_size=batch_size, within_s=within_s, ready=ready)
+        self.stage = stage
+        self.idle_s = idle_s
+        self.alerts, self.sessions_topic = alerts, sessions_topic
+        app.timer(5.0, name="sessions-idle")(self._idle_timer)
+
+    async def _batch(self, partition: int, values: list[bytes]) -> None:
+        outcome = await self.run(self._observe, partition, values)
+        await self._emit(partition, outcome)
+
+    def _observe(self, partition: int, values: list[bytes]) -> SessionOutcome:
+        steps, vectors = decode_session_steps(values)
+        if not steps:
+            return SessionOutcome()
+        events = [{"time": d["t"], "event_id": d["id"]} for d in steps]
+        keys = [(str(d["k"]), (str(d["en"][0]), str(d["en"][1]))) for d in steps]
+        return self.stage.observe(events, vectors, [d["tid"] for d in steps], [d["tpl"] for d in steps],
+                                  [float(d["s"]) for d in steps], partition=partition, keys=keys)
+
+    async def _idle_timer(self) -> None:
+        """Close sessions when the stream has been silent: advance each watermark by the silence."""
+        silence = time.monotonic() - self.last_step
+        if silence < self.idle_s:
+            return
+        for partition in sorted(self.restored):
+            async with self.turn:
+                outcome = await self.run(self.stage.advance, partition, silence)
+                if outcome.closed:
+                    await self._emit(partition, outcome)
+
+    # ------------------------------------------------------------------ effects out
+    async def _emit(self, partition: int, outcome: SessionOutcome) -> None:
+        sends = await self._persist(partition, outcome)
+        for c in outcome.closed:
+            sends.append(await self.sessions_topic.send(key=c.session.session_id.encode("utf-8"),
+                                                        value=dumps(session_record(c))))
+        sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors, "session"))
+        if sends:  # acked before the batch's offsets can be committed
+            await asyncio.gather(*sends)
+        # counted once durable: a metric that moved means the changelog has it
+        for c in outcome.closed:
+            metrics.SESSIONS_CLOSED.labels(c.session.reason or "gap").inc()
+            if not c.result.warmup:
+                metrics.SESSION_SCORE.observe(c.result.score)
+        if outcome.rolling:
+            metrics.SESSIONS_ROLLING.inc(outcome.rolling)
+        metrics.SESSIONS_OPEN.set(self.stage.open_sessions())
+        metrics.observe_threshold("session", self.stage.alert_threshold)
+        if outcome.closed:
+            metrics.observe_baseline("sessions", self.stage.scorer.baseline)
+
+    async def _persist(self, partition: int, outcome: SessionOutcome) -> list[Any]:
+        writes: list[tuple[bytes, Any]] = []
+        writes += [(b"s:" + s.key.encode("utf-8"), {"p": partition, **s.to_dict()}) for s in outcome.touched]
+        writes += [(b"s:" + key.encode("utf-8"), None) for key in outcome.ended]
+        writes += [(b"n:" + key.encode("utf-8"), [partition, n]) for key, n in outcome.segments]
+        writes += [(b"n:" + key.encode("utf-8"), None) for key in outcome.forgotten]
+        futures = [fut for key, value in writes if (fut := await self._write(partition, key, value)) is not None]
+        if futures:
+            await asyncio.gather(*futures)
+        # The watermark goes last, alone in its produce request: Tansu answers "latest
+        # offset" with the last record batch's base offset + 1, so Faust's recovery would
+        # stop short of a multi-record last batch. One record last makes that exact.
+        sz = self.stage.sessionizers.get(partition)
+        wm = sz.watermark if sz is not None and sz.watermark != float("-inf") else None
+        return [await self._write(partition, f"w:{partition}".encode(), [partition, wm])]
+
+    # ------------------------------------------------------------------ recovery
+    def _drop(self, partition: int) -> None:
+        self.stage.drop(partition)
+
+    def _load(self, partition: int, items: list[tuple[bytes, Any]]) -> None:
+        """Rebuild ``partition``'s open sessions, reopen counters and watermark from the table."""
+        sz = self.stage.sessionizer(partition)
+        opened = remembered = 0
+        for key, value in items:
+            kind, name = bytes(key)[:2], bytes(key)[2:].decode("utf-8", "replace")
+            try:
+                if kind == b"s:" and value.get("p") == partition:
+                    sz.adopt(Session.from_dict(value))
+                    opened += 1
+                elif kind == b"n:" and value[0] == partition and sz.get(name) is None:
+                    sz.remember(name, int(value[1]))
+                    remembered += 1
+                elif kind == b"w:" and value[0] == partition and value[1] is not None:
+                    sz.watermark = max(sz.watermark, float(value[1]))
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                log.warning("sessions: skipping unreadable table entry %r: %s", key[:80], exc)
+        metrics.SESSIONS_OPEN.set(self.stage.open_sessions())
+        if opened or remembered:
+            log.info("sessions: partition %d recovered %d open sessions, %d closed keys", partition, opened,
+                     remembered)
