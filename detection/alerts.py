@@ -7,6 +7,7 @@ de-duplicate on it under at-least-once delivery.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,14 +52,51 @@ def summary_line(event: Mapping[str, Any], max_len: int = 140) -> str:
     return line if len(line) <= max_len else line[: max_len - 1] + "…"
 
 
-def title_for(event: Mapping[str, Any], score: float, rare: Any = None) -> str:
-    """Short human title; names the rare value when that is what made the event unusual."""
-    what = event.get("event_type") or event.get("source") or "event"
+#: Field names as a person reads them in a title (the rest are read as they are: "process", "protocol").
+FIELD_WORDS = {"dst_port": "destination port", "src_port": "source port", "dst_ip": "destination address",
+               "src_ip": "source address", "event_type": "event type"}
+# streams/adapters/windows.py names the event ids it knows (4624 "authentication", Sysmon 1 "process_start");
+# any other id is kept as the code ``windows_event_<id>`` (or ``windows_event_unknown``)
+_WINDOWS_CODE = re.compile(r"windows_event_([0-9]+|unknown)")
+
+
+def readable(value: Any, source: Any = None) -> str:
+    """A code as words for a title: ``windows_event_5857`` -> "Windows event 5857" ("Sysmon event 16" when
+    ``source`` is sysmon), ``process_start`` -> "process start"; other values unchanged."""
+    text = str(value)
+    if m := _WINDOWS_CODE.fullmatch(text):
+        log = "Sysmon" if source == "sysmon" else "Windows"
+        return f"{log} event {m[1]}" if m[1] != "unknown" else f"{log} event (unknown id)"
+    return text.replace("_", " ") if re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)+", text) else text
+
+
+def event_words(event: Mapping[str, Any]) -> str:
+    """What happened, in words: the event type (else the source) with its code spelled out."""
+    return readable(event.get("event_type") or event.get("source") or "event", event.get("source"))
+
+
+def title_for(event: Mapping[str, Any], rare: Any = None) -> str:
+    """Short human title: one fact, each value once, no score (the alert's ``score`` field says it).
+
+    Names the rare value when that is what made the event unusual ("First-seen process
+    mimikatz.exe in process start for srahman"); the event type or the entity is left out
+    where it is that value.
+    """
+    what_raw = event.get("event_type") or event.get("source") or "event"
     who = event.get("user") or event.get("host") or event.get("src_ip") or "unknown entity"
-    if rare is not None:
-        how = "first-seen" if rare.seen == 0 else f"rare (seen {rare.seen}x)"
-        return f"{how.capitalize()} {rare.field} {rare.value} in {what} for {who} (score {score:.0f})"
-    return f"Unusual {what} for {who} (score {score:.0f})"
+    what = event_words(event)
+    if rare is None:
+        return f"Unusual {what} for {who}"
+    value = str(rare.value)
+    label = FIELD_WORDS.get(rare.field, rare.field.replace("_", " "))
+    shown = readable(value, event.get("source")) if rare.field in ("event_type", "source") else value
+    if rare.seen == 0:
+        head = f"First-seen {label} {shown}"
+    else:
+        head = f"Rare {label} {shown} (seen {'once' if rare.seen == 1 else f'{rare.seen} times'} before)"
+    where = "" if value == str(what_raw) else f" in {what}"  # the rare value is the event type: said once
+    whom = "" if value == str(who) else f" for {who}"
+    return head + where + whom
 
 
 def event_alert(
@@ -109,7 +147,7 @@ def event_alert(
         "warmup": bool(warmup),
         **({"warmup_reasons": list(warmup_reasons)} if warmup_reasons is not None else {}),
         **({"confidence_basis": dict(confidence_basis)} if confidence_basis is not None else {}),
-        "title": title_for(event, score, rare),
+        "title": title_for(event, rare=rare),
         "entity": {"type": entity[0], "id": entity[1]},
         "evidence": {"event_ids": [event_id], "session_id": event.get("session_id")},
         "explanation": explanation,

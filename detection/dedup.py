@@ -40,8 +40,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detection.alerts import SEVERITIES, alert_id, alert_severity
-from detection.sessions import event_time
+from detection.alerts import SEVERITIES, alert_id, alert_severity, readable
+from detection.times import event_time
 
 __all__ = ["AlertDeduper", "DedupOutcome", "group_key"]
 
@@ -189,8 +189,10 @@ class AlertDeduper:
                                        str(doc.get("model_version", "")))
             doc["rate_limited"] = True
             ent = doc.get("entity") or {}
-            doc["title"] = (f"More {doc['kind']} alerts on {ent.get('type')} {ent.get('id')} than the rate limit "
-                            f"({self.rate_limit} per {self.window_s:.0f} s); latest: {raw.get('title', '')}")
+            # one fact: the entity's alerts of this kind are held back here (the first one's title named the
+            # entity again, and later ones fold in: its explanation stays in the document)
+            doc["title"] = (f"More {readable(doc['kind'])} alerts on {ent.get('type')} {ent.get('id')} than the "
+                            f"rate limit ({self.rate_limit} per {self.window_s:.0f} s)")
         ev = doc.setdefault("evidence", {})
         ev["event_ids"] = list(ev.get("event_ids") or [])[: self.max_event_ids]
         return _Group(alert=doc, first_t=t, last_t=t)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from detection.alerts import alert_id, alert_severity
+from detection.alerts import alert_id, alert_severity, event_words
 from detection.entity_drift import ALERT_ENTITY_TYPES
 from detection.entity_groups import EntityKey
 from detection.explain import component_shares
@@ -57,7 +57,7 @@ def entity_event_alert(*, event: Mapping[str, Any], event_id: str, time: str, en
     """
     kind, ident = entity
     ent = {"type": kind, "id": ident} if kind in ALERT_ENTITY_TYPES else {"type": "unknown", "id": f"{kind}:{ident}"}
-    what = event.get("event_type") or event.get("source") or "event"
+    what = event_words(event)
     shares = component_shares(np.asarray(vector, dtype=np.float32), np.asarray(reference, dtype=np.float32)[None, :],
                               parts)
     similarity = round(1.0 - float(distance), 4)
@@ -77,8 +77,9 @@ def entity_event_alert(*, event: Mapping[str, Any], event_id: str, time: str, en
         # the confidence is the entity's age (its committed versions, full from 5 on): below 1 it is warming up
         "warmup_reasons": ["entity"] if confidence < 1.0 else [],
         "confidence_basis": {"entity_seen": int(version), "factors": {"entity": round(float(confidence), 3)}},
-        "title": f"Unusual {what} for {kind} {ident}, unlike its own behaviour (score {score:.0f}: "
-                 f"{event_score:.0f} for the population, {entity_score:.0f} for this {kind})",
+        # no score in the title: the alert's score field says it (it can rise when dedup folds a later copy in),
+        # and the population and entity scores are the explanation's top terms
+        "title": f"Unusual {what} for {kind} {ident}, unlike its own behaviour",
         "entity": ent,
         "evidence": {"event_ids": [event_id], "session_id": session_id},
         "explanation": {

@@ -53,7 +53,7 @@ import numpy as np
 from detection.alerts import alert_id, alert_severity
 from detection.calibration import TailCalibrator
 from detection.entity_groups import EntityKey
-from detection.sessions import iso_time
+from detection.times import iso_time
 
 __all__ = ["ALERT_ENTITY_TYPES", "DriftFinding", "DriftScorer", "DriftScores", "entity_drift_alert"]
 
@@ -259,8 +259,8 @@ def entity_drift_alert(finding: DriftFinding, *, model_version: str) -> dict[str
         "warmup": bool(finding.warmup),
         "warmup_reasons": (["stream"] if finding.warmup else []) + (["entity"] if confidence < 1.0 else []),
         "confidence_basis": {"history": int(finding.history), "factors": {"entity": round(confidence, 3)}},
-        "title": f"Behaviour of {kind} {ident} changed abruptly (drift {finding.score:.0f}, "
-                 f"version {finding.version})",
+        # the drift score is the alert's score field, not repeated here (dedup may raise the field later)
+        "title": f"Behaviour of {kind} {ident} changed abruptly (version {finding.version})",
         "entity": entity,
         "evidence": {"event_ids": list(finding.event_ids[:20]), "session_id": None},
         "explanation": {

@@ -1,8 +1,8 @@
 """kNN novelty against a compact in-memory baseline of exemplars.
 
 Why in memory: one store query per event caps a worker near 700 events/s
-(design.md); a matrix product of a batch against a few thousand exemplars answers
-thousands of queries at once. The store keeps every event for durability and
+(docs/architecture.md, "Facts about the platform"); a matrix product of a batch against a few
+thousand exemplars answers thousands of queries at once. The store keeps every event for durability and
 hunting; this baseline is its compacted summary.
 
 Compaction: an event whose nearest exemplar is at cosine similarity >= ``merge_at``

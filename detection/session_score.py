@@ -73,7 +73,8 @@ from detection.confidence import ConfidenceBasis, session_confidence, template_f
 from detection.explain import component_shares
 from detection.invariants import InvariantMiner, InvariantResult
 from detection.sequence import END, START, OnlineSequenceScorer, SequenceSurprise
-from detection.sessions import Session, iso_time
+from detection.sessions import Session
+from detection.times import iso_time
 
 _SEQ = "sequence."  # prefix of the sequence model's arrays in a snapshot
 
@@ -407,7 +408,7 @@ def session_alert(session: Session, result: SessionScore, *, model_version: str,
         "warmup": bool(result.warmup),
         "warmup_reasons": list(result.warmup_reasons),
         **({"confidence_basis": basis.to_alert()} if basis is not None else {}),
-        "title": f"Unusual session {session.session_id} ({session.events} events, score {result.score:.0f})",
+        "title": f"Unusual session {session.session_id} ({session.events} events)",  # the score is its own field
         "entity": {"type": kind, "id": ident},
         "evidence": {"event_ids": list(session.event_ids[:20]), "session_id": session.session_id},
         "explanation": explanation,

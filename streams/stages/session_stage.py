@@ -190,8 +190,7 @@ class SessionStage:
             sess.alerted = True
             alert = session_alert(sess, res, model_version=self.model_version, texts=self.scorer.texts)
             alert["threshold"] = round(threshold, 2)
-            alert["title"] = f"Unusual open session {sess.session_id} ({sess.events} events so far, " \
-                             f"score {res.score:.0f})"
+            alert["title"] = f"Unusual open session {sess.session_id} ({sess.events} events so far)"
             out.alerts.append(alert)
             out.alert_vectors.append(self._vector(sess, res))
 

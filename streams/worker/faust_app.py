@@ -1,7 +1,7 @@
 """The Faust app: topics and thin agents around `Pipeline.process`.
 
-At-least-once: Tansu has no transactions (design.md), so effects are idempotent
-instead: store point ids are UUIDv5 of event ids and alert ids are deterministic,
+At-least-once: Tansu has no transactions (docs/architecture.md, "Facts about the platform"), so
+effects are idempotent instead: store point ids are UUIDv5 of event ids and alert ids are deterministic,
 so a batch re-delivered after a crash rewrites the same points and alerts.
 
 The pipeline is CPU-bound; it runs in a single worker thread so the event loop
@@ -38,6 +38,7 @@ from streams.store.collections import EVENTS as EVENTS_COLLECTION
 from streams.stages.pipeline import BatchOutcome, Pipeline
 from streams.stages.factory import build_deduper, stage_thresholds
 from streams.worker.session_agent import SessionAgent
+from streams.worker.store_points import StorePointsGauge
 from streams.stages.session_stage import SessionStage
 from streams.config.settings import Settings
 from streams.stages.snapshots import save_feedback, save_session_state, save_state, save_thresholds
@@ -175,6 +176,7 @@ class Worker:
                                    recover=s.stall_recovery, max_recoveries=s.stall_max_recoveries,
                                    store_failing=lambda: getattr(pipeline.store, "up", True) is False)
         self.app.timer(min(5.0, s.stall_timeout_s / 4), name="consumer-watch")(self._watch_timer)
+        self.points = StorePointsGauge(pipeline.store, EVENTS_COLLECTION) if pipeline.store is not None else None
         self.app.timer(5.0, name="points")(self._points_timer)
         self.app.timer(1.0, name="health")(self._health_timer)
         self.app.timer(s.state_interval_s, name="state")(self._state_timer)
@@ -274,11 +276,12 @@ class Worker:
             await self.watch.check()
 
     async def _points_timer(self) -> None:
-        """Points stored (a timer of its own: while the store is down the count waits, the lag must not)."""
-        store = self.pipeline.store
-        if store is not None:
-            count = await asyncio.get_running_loop().run_in_executor(self.executor, store.count, EVENTS_COLLECTION)
-            metrics.STORE_POINTS.labels(EVENTS_COLLECTION).set(count)
+        """Points stored (a timer of its own: while the store is down the count waits, the lag must not).
+
+        Starts a count off the pipeline thread and returns; a tick whose previous count still runs is
+        skipped (streams/worker/store_points.py: awaited here, behind the batches, it overran the 5 s)."""
+        if self.points is not None:
+            await self.points.tick()
 
     async def _state_timer(self) -> None:
         async with self._turn:  # between two batches of the events agent (see _batch)
@@ -338,6 +341,8 @@ class Worker:
             pass
         finally:
             self.stopping()
+            if self.points is not None:
+                self.points.close()
             try:
                 self.executor.submit(self.save).result(timeout=60)
             except Exception as exc:  # noqa: BLE001 - the store is down: the state files are written first

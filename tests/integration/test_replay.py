@@ -1,4 +1,4 @@
-"""`secstream replay`: the output contract of design.md, on the real sshd sample and
+"""`secstream replay`: the output contract of docs/architecture.md, on the real sshd sample and
 on a JSON-lines file with bad records (recorded as errors, exit code 0)."""
 
 from __future__ import annotations
