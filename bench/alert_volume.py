@@ -62,7 +62,7 @@ def run_stream(name: str, records: list[Any], batch_size: int, *, new_ids: bool 
     """Two passes of ``records`` through one fresh set of stages (the second with new event ids when
     ``new_ids``); volumes per pass."""
     from detection.dedup import group_key
-    from detection.sessions import event_time
+    from detection.times import event_time
     from streams.stages.factory import (
         build_deduper,
         build_entity_stage,

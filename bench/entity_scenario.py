@@ -51,7 +51,7 @@ GROUPS = ("changed", "slow", "stable", "host", "src_ip")
 
 
 def _iso(t: float) -> str:
-    from detection.sessions import iso_time
+    from detection.times import iso_time
 
     return iso_time(t)
 
@@ -145,7 +145,7 @@ def scenario_values(events: Sequence[dict[str, Any]]) -> list[bytes]:
 
 def window_index(rfc3339_end: str) -> int:
     """The scenario window (0-based) that ends at ``rfc3339_end`` (an alert's ``last_seen``)."""
-    from detection.sessions import event_time
+    from detection.times import event_time
 
     return int((event_time(rfc3339_end) - WINDOW_S - T0) // WINDOW_S)
 

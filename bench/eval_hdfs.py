@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from detection.ranking_metrics import pr_auc, pr_curve, prf, roc_auc
-from detection.sessions import Sessionizer, event_time
+from detection.sessions import Sessionizer
+from detection.times import event_time
 from streams.adapters import Record, read_records
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

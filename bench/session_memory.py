@@ -88,7 +88,7 @@ class Segments:
 
 def load_segments(path: Path, gap_s: float) -> Segments:
     """Each block of the parquet sample, in time order, cut where it is idle for more than ``gap_s``."""
-    from detection.sessions import event_time
+    from detection.times import event_time
     from streams.adapters import read_records
 
     by_block: dict[str, list[tuple[float, bytes]]] = {}

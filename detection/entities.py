@@ -58,11 +58,10 @@ from detection.entity_groups import (
     unit_rows,
     unit_rows_into,
 )
+from detection.vocabulary import SLICE_CHOICES  # valid numbers of hour-of-day slices; numpy-free home
 
 __all__ = ["BASIS_NAMES", "SLICE_CHOICES", "Commit", "EntityTable", "EntityView", "batch_update", "hour_slices"]
 
-#: Valid numbers of hour-of-day slices (divisors of 24).
-SLICE_CHOICES: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 24)
 #: Where a served embedding came from (:meth:`EntityTable.as_of`).
 NONE, OWN, PREVIOUS, PRIOR = 0, 1, 2, 3
 BASIS_NAMES = ("none", "own", "previous", "prior")

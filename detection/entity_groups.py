@@ -17,24 +17,17 @@ from typing import Any
 
 import numpy as np
 
+from detection.vocabulary import DEFAULT_ENTITY_TYPES, ENTITY_FIELDS, validate_types
+
 __all__ = ["DEFAULT_TYPES", "ENTITY_FIELDS", "IP_TYPES", "POPULATION", "EntityKey", "PeerGroups", "entity_keys", "peer_group",
            "scatter_add", "segment_add", "unit_rows", "unit_rows_into", "validate_types"]
 
-DEFAULT_TYPES: tuple[str, ...] = ("user", "host", "src_ip")
-#: SecurityEvent fields that can name an entity.
-ENTITY_FIELDS: tuple[str, ...] = ("user", "host", "src_ip", "dst_ip", "process", "source")
+#: (ENTITY_FIELDS and validate_types live in the numpy-free detection/vocabulary.py; re-exported here)
+DEFAULT_TYPES: tuple[str, ...] = DEFAULT_ENTITY_TYPES
 IP_TYPES = frozenset({"src_ip", "dst_ip"})
 POPULATION = "*"
 #: An entity: ``(type, id)``, e.g. ``("src_ip", "10.1.2.3")``.
 EntityKey = tuple[str, str]
-
-
-def validate_types(types: Sequence[str]) -> tuple[str, ...]:
-    """Entity types as a tuple; raises ValueError naming the valid fields."""
-    bad = [t for t in types if t not in ENTITY_FIELDS]
-    if bad or not types or len(set(types)) != len(types):
-        raise ValueError(f"entity types must be distinct names from {', '.join(ENTITY_FIELDS)}; got {list(types)}")
-    return tuple(types)
 
 
 def entity_keys(event: Mapping[str, Any], types: Sequence[str] = DEFAULT_TYPES) -> list[EntityKey]:

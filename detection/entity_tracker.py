@@ -48,7 +48,7 @@ from detection.entity_groups import (
 )
 from detection.entity_windows import ClosedWindow, EntityKey, TumblingWindows
 from detection.explain import component_shares
-from detection.sessions import event_time
+from detection.times import event_time
 
 __all__ = ["EntityScores", "EntityTracker", "WindowReport"]
 

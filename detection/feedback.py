@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from detection.plain import b64, unb64
+from detection.vocabulary import FALSE_POSITIVE, TRUE_POSITIVE, VERDICTS  # numpy-free home (the CLI checks verdicts)
 
 __all__ = [
     "FALSE_POSITIVE",
@@ -51,8 +52,6 @@ __all__ = [
     "teach_normal",
 ]
 
-FALSE_POSITIVE, TRUE_POSITIVE = "false_positive", "true_positive"
-VERDICTS = (FALSE_POSITIVE, TRUE_POSITIVE)
 #: Field of a *raised* alert that carries its evidence vector to the alerts stage; removed there,
 #: never published (``{"space": "event"|"session", "v": base64 float32}``).
 VECTOR_FIELD = "_vector"

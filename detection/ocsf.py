@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from detection.sessions import event_time
+from detection.times import event_time
 
 __all__ = ["OCSF_VERSION", "to_ocsf"]
 

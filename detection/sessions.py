@@ -28,34 +28,18 @@ import re
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from detection.plain import b64, unb64
+# event_time, iso_time (detection/times.py) and KEY_KINDS (detection/vocabulary.py) live in numpy-free
+# modules: the CLI and the settings read them
+from detection.times import event_time
+from detection.vocabulary import KEY_KINDS
 
-KEY_KINDS: tuple[str, ...] = ("session_id", "user+host", "src_ip", "host", "user", "regex")
 _ENTITY_TYPE = {"session_id": "session", "user+host": "user", "src_ip": "src_ip", "host": "host", "user": "user",
                 "regex": "session"}
-
-
-def event_time(value: Any) -> float:
-    """Epoch seconds of an event ``time`` (RFC 3339 string or epoch milliseconds)."""
-    if isinstance(value, (int, float)):
-        return float(value) / 1000.0
-    text = str(value)
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def iso_time(seconds: float) -> str:
-    """RFC 3339 UTC string (``...Z``) of epoch seconds."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

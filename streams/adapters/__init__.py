@@ -14,12 +14,18 @@ Formats (:data:`FORMATS`):
 * ``windows-json``: OTRF Windows Security/Sysmon JSON lines, ``.zip`` or plain.
 * ``auto``: detected by :func:`detect_format`.
 
-Any file may be gzip-compressed. For the non-jsonl formats ``value`` is compact
+Any text file may be gzip-compressed. For the non-jsonl formats ``value`` is compact
 UTF-8 JSON built by the adapter; a record it cannot read gives ``error`` instead.
+
+A file whose bytes say it is something else than the format asked for (a Parquet file read as
+``hdfs`` text, a zip archive read as ``jsonl``, a text file read as ``parquet``) is refused at once by
+:func:`check_format` (:class:`FormatMismatch`, naming the ``--format`` that reads it), instead of
+giving one unreadable record per line of binary data.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import zipfile
@@ -34,18 +40,83 @@ from streams.adapters.hdfs import iter_parquet, parse_hdfs_line
 from streams.adapters.sshd import SyslogClock, parse_sshd_line
 from streams.adapters.windows import iter_windows_lines, parse_windows_line
 
-__all__ = ["FORMATS", "Record", "UnknownFormat", "detect_format", "read_records"]
+__all__ = ["FORMATS", "FormatMismatch", "Record", "UnknownFormat", "check_format", "detect_format", "file_kind",
+           "read_records"]
 
 FORMATS: tuple[str, ...] = ("jsonl", "sshd", "hdfs", "windows-json", "parquet", "auto")
 
 _SYSLOG = re.compile(rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +[0-9]{1,2} [0-9]{2}:[0-9]{2}:[0-9]{2} \S+ ")
 _HDFS = re.compile(rb"[0-9]{6} [0-9]{6} [0-9]+ [A-Z]+ ")
 _SNIFF_LINES = 50
+_PARQUET_MAGIC = b"PAR1"  # the first and the last 4 bytes of a Parquet file
+_GZIP_MAGIC = b"\x1f\x8b"
+#: formats read as lines of text (gzip-compressed or not); windows-json also reads zip archives
+_TEXT_FORMATS = ("jsonl", "sshd", "hdfs", "windows-json")
 T = TypeVar("T")
 
 
 class UnknownFormat(SecstreamError):
     """The input format is not one of :data:`FORMATS`, or ``auto`` could not detect it."""
+
+
+class FormatMismatch(UnknownFormat):
+    """The file's bytes say it is not in the format asked for (see :func:`check_format`)."""
+
+
+def file_kind(path: str | Path) -> str:
+    """What a file's magic bytes say it is: ``parquet`` (starts with ``PAR1``), ``parquet-truncated``
+    (starts with ``PAR1`` but does not end with it), ``gzip`` (1f 8b), ``gzip-parquet`` (a gzip
+    stream holding a Parquet file), ``zip``, else ``text``."""
+    p = Path(path)
+    with p.open("rb") as fh:
+        head = fh.read(4)
+        if head == _PARQUET_MAGIC:
+            fh.seek(0, 2)
+            size = fh.tell()
+            if size < 12:
+                return "parquet-truncated"
+            fh.seek(size - 4)
+            return "parquet" if fh.read(4) == _PARQUET_MAGIC else "parquet-truncated"
+    if head[:2] == _GZIP_MAGIC:
+        try:
+            with gzip.open(p, "rb") as inner:
+                return "gzip-parquet" if inner.read(4) == _PARQUET_MAGIC else "gzip"
+        except (OSError, EOFError):  # a damaged gzip stream: the text reader reports it
+            return "gzip"
+    if head[:2] == b"PK" and zipfile.is_zipfile(p):
+        return "zip"
+    return "text"
+
+
+def check_format(path: str | Path, fmt: str) -> None:
+    """Refuse, before reading, a file whose magic bytes contradict ``fmt`` (one of :data:`FORMATS` but
+    ``auto``): a Parquet file read as text, a zip archive read as text other than windows-json, a
+    gzip-compressed Parquet file (Parquet is read uncompressed), a text file read as parquet.
+
+    Raises:
+        FormatMismatch: one line naming the file, what it is and the ``--format`` that reads it.
+    """
+    p = Path(path)
+    kind = file_kind(p)
+    if fmt in _TEXT_FORMATS:
+        if kind in ("parquet", "parquet-truncated"):
+            raise FormatMismatch(f"{p.name} is a Parquet file, not {fmt} text: read it with --format parquet "
+                                 f"(or --format auto)")
+        if kind == "gzip-parquet":
+            raise FormatMismatch(f"{p.name} is a gzip-compressed Parquet file: gunzip it, then use --format parquet")
+        if kind == "zip" and fmt != "windows-json":
+            raise FormatMismatch(f"{p.name} is a zip archive, not {fmt} text: only --format windows-json reads zip "
+                                 f"archives (unzip it for the other formats)")
+    elif fmt == "parquet":
+        if kind == "gzip-parquet":
+            raise FormatMismatch(f"{p.name} is a gzip-compressed Parquet file: gunzip it, then use --format parquet")
+        if kind == "parquet-truncated":
+            raise FormatMismatch(f"{p.name} starts like a Parquet file but does not end with its PAR1 footer "
+                                 f"(truncated?)")
+        if kind != "parquet":
+            what = {"gzip": "gzip-compressed text", "zip": "a zip archive"}.get(kind, "text")
+            raise FormatMismatch(f"{p.name} is not a Parquet file (no PAR1 magic bytes; it is {what}): "
+                                 f"pass its format with --format ({', '.join(_TEXT_FORMATS)}) or --format auto")
 
 
 @dataclass(frozen=True)
@@ -70,21 +141,20 @@ def _valid_formats() -> str:
 def detect_format(path: str | Path) -> str:
     """Guess the format of a file (never returns ``"auto"``).
 
-    ``.zip`` → windows-json; ``.parquet`` (or ``PAR1`` magic) → parquet; else the first
-    non-empty lines decide: ``{`` → jsonl, or windows-json when the object has ``EventID``;
-    a syslog header → sshd; an HDFS ``yyMMdd HHmmss`` prefix → hdfs.
+    The magic bytes first (:func:`file_kind`): a zip archive → windows-json; ``PAR1`` (also inside
+    gzip, which :func:`check_format` then refuses) → parquet; else the first non-empty lines decide
+    (a file named ``.parquet`` without the magic too): ``{`` → jsonl, or windows-json when the object
+    has ``EventID``; a syslog header → sshd; an HDFS ``yyMMdd HHmmss`` prefix → hdfs.
 
     Raises:
         UnknownFormat: nothing matched; the message names the valid formats.
     """
     p = Path(path)
-    if p.suffix.lower() == ".parquet":
-        return "parquet"
-    if zipfile.is_zipfile(p):
+    kind = file_kind(p)
+    if kind == "zip":
         return "windows-json"
-    with p.open("rb") as fh:
-        if fh.read(4) == b"PAR1":
-            return "parquet"
+    if kind in ("parquet", "parquet-truncated", "gzip-parquet"):
+        return "parquet"
     with open_binary(p) as fh:
         seen = 0
         for line in iter_lines(fh):
@@ -153,6 +223,7 @@ def read_records(path: str | Path, fmt: str = "auto", *, year: int | None = None
 
     Raises:
         UnknownFormat: ``fmt`` is not a valid format, or ``auto`` cannot detect it.
+        FormatMismatch: the file's magic bytes contradict ``fmt`` (:func:`check_format`), before any record.
         OSError: the file cannot be read.
     """
     if fmt not in FORMATS:
@@ -160,6 +231,7 @@ def read_records(path: str | Path, fmt: str = "auto", *, year: int | None = None
     p = Path(path)
     if fmt == "auto":
         fmt = detect_format(p)
+    check_format(p, fmt)
     if fmt == "jsonl":
         return _jsonl(p)
     if fmt == "parquet":

@@ -1,4 +1,9 @@
-"""`secstream` command line. Bad arguments get one line naming what is valid."""
+"""`secstream` command line. Bad arguments get one line naming what is valid.
+
+Every command checks its arguments before it imports what does the work (numpy, torch, Faust, the
+Qdrant and Kafka clients): `--help`, `config` and an argument error answer without them
+(tests/unit/test_cli_imports.py).
+"""
 
 from __future__ import annotations
 
@@ -48,7 +53,9 @@ def _settings(**overrides: Any) -> Any:
 
     from streams.config.security import SecretFileError
     from streams.config.settings import load_settings
+    from streams.config.unknown_env import warn_unknown_env
 
+    warn_unknown_env()  # a misspelled SECSTREAM_* variable would be ignored without a word
     try:
         return load_settings(**overrides)
     except ValidationError as exc:
@@ -73,6 +80,17 @@ def _existing_file(path: str) -> Path:
     if not p.is_file():
         raise CliError(f"no such file: {path}")
     return p
+
+
+def _check_format(path: Path, fmt: str) -> None:
+    """Refuse at once a file whose bytes contradict ``--format`` (a Parquet file read as text, ...), or
+    whose format ``auto`` cannot detect: one line naming the ``--format`` to use."""
+    from streams.adapters import UnknownFormat, check_format, detect_format
+
+    try:
+        check_format(path, detect_format(path) if fmt == "auto" else fmt)
+    except UnknownFormat as exc:  # FormatMismatch included
+        raise CliError(str(exc)) from exc
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -122,10 +140,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = None
     try:
         health = Health()
-        serve(settings.metrics_port, settings.metrics_host, health=health)
-        if settings.metrics_port:
-            print(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics (probes: /healthz, /readyz)",
-                  file=sys.stderr, flush=True)
+        url = serve(settings.metrics_port, settings.metrics_host, health=health)
+        if url:  # the address really bound: loopback by default, every interface only when asked
+            where = " (every interface)" if settings.metrics_host in ("0.0.0.0", "::", "") else ""
+            print(f"metrics on {url}/metrics{where} (probes: /healthz, /readyz)", file=sys.stderr, flush=True)
         store = build_store(settings, retry=True)
         pipeline = build_pipeline(settings, store)
         load_state(pipeline, settings.data_dir / "state")
@@ -178,11 +196,13 @@ def _bootstrap(settings: Any, flag: str | None) -> str:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from streams.cli.topic_commands import produce_file
-
     settings = _settings()
     path = _existing_file(args.file)
-    sent, skipped = produce_file(_bootstrap(settings, args.bootstrap), args.topic or settings.topic_events, path,
+    _check_format(path, args.format)
+    bootstrap = _bootstrap(settings, args.bootstrap)
+    from streams.cli.topic_commands import produce_file
+
+    sent, skipped = produce_file(bootstrap, args.topic or settings.topic_events, path,
                                  args.format, rate=args.rate, year=args.year, security=settings)
     print(f"produced {sent} events to {args.topic or settings.topic_events}"
           + (f" ({skipped} unreadable records skipped)" if skipped else ""), file=sys.stderr)
@@ -190,47 +210,64 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
+    settings = _settings()
+    bootstrap = _bootstrap(settings, args.bootstrap)
     from streams.cli.topic_commands import print_alerts
 
-    settings = _settings()
     try:
-        print_alerts(_bootstrap(settings, args.bootstrap), args.topic or settings.topic_alerts,
-                     follow=args.follow, as_json=args.json, limit=args.limit, security=settings)
+        print_alerts(bootstrap, args.topic or settings.topic_alerts, follow=args.follow, as_json=args.json,
+                     limit=args.limit, security=settings, full_ids=args.full_ids)
     except KeyboardInterrupt:
         pass
     return 0
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    import uuid
+    """Publish a verdict on an alert the store holds (a whole id, or the short id `secstream alerts` shows);
+    an id the store does not hold is refused; where the store cannot be opened (a running worker's
+    embedded store is locked) the verdict goes out unverified, and says so (streams/cli/alert_lookup.py)."""
     from datetime import UTC, datetime
 
-    from detection.feedback import VERDICTS, parse_feedback
-    from streams.cli.topic_commands import publish_feedback
+    from detection.vocabulary import VERDICTS  # numpy-free: a bad verdict answers at once
+    from streams.cli.alert_lookup import AlertRefError, UnknownAlert, parse_alert_ref, resolve_alert
 
     verdict = {"fp": "false_positive", "tp": "true_positive"}.get(args.verdict, args.verdict)
     if verdict not in VERDICTS:
         raise CliError(f"--verdict {args.verdict!r}; valid: {', '.join(VERDICTS)} (or fp, tp)")
     try:
-        uuid.UUID(args.alert_id)
-    except ValueError as exc:
-        raise CliError(f"ALERT_ID {args.alert_id!r} is not an alert id (a UUID, as in an alert's alert_id)") from exc
+        ref, full = parse_alert_ref(args.alert_id)
+    except AlertRefError as exc:
+        raise CliError(str(exc)) from exc
     settings = _settings()
-    doc = parse_feedback({"alert_id": args.alert_id, "verdict": verdict, "note": args.note or "",
+    bootstrap = _bootstrap(settings, args.bootstrap)
+    from detection.feedback import parse_feedback
+    from streams.cli.topic_commands import find_alert_ids, publish_feedback
+
+    try:
+        found = resolve_alert(settings, ref, full, topic_ids=lambda prefix: find_alert_ids(
+            bootstrap, settings.topic_alerts, prefix, security=settings))
+    except UnknownAlert as exc:
+        raise CliError(str(exc)) from exc
+    doc = parse_feedback({"alert_id": found.alert_id, "verdict": verdict, "note": args.note or "",
                           "analyst": args.analyst or os.environ.get("USER", ""),
                           "time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")})
     topic = args.topic or settings.topic_feedback
-    publish_feedback(_bootstrap(settings, args.bootstrap), topic, doc.to_dict(), security=settings)
-    print(f"{verdict} on alert {args.alert_id} published to {topic}", file=sys.stderr)
+    publish_feedback(bootstrap, topic, doc.to_dict(), security=settings)
+    if found.verified:
+        print(f"{verdict} on alert {found.alert_id} published to {topic}", file=sys.stderr)
+    else:
+        print(f"{verdict} on alert {found.alert_id} queued UNVERIFIED on {topic} ({found.note}); the worker applies "
+              f"it only if it holds that alert", file=sys.stderr)
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    settings = _settings()
+    path = _existing_file(args.input)
+    _check_format(path, args.format)
     from streams.cli.replay import run_replay
 
-    settings = _settings()
     _setup_logging("warning")
-    path = _existing_file(args.input)
     summary = run_replay(path, args.format, Path(args.out), settings,
                          keep_store=Path(args.store_dir) if args.store_dir else None, year=args.year)
     print(f"replayed {summary.records} records ({summary.events} events, {summary.errors} errors, "
@@ -243,8 +280,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_hunt(args: argparse.Namespace) -> int:
-    from streams.hunt.engine import HuntFilters
-    from streams.hunt.command import parse_entity, parse_when, run_hunt
+    from streams.hunt.args import parse_entity, parse_when  # numpy-free: argument errors answer at once
 
     now = time.time()
     when: dict[str, float | None] = {}
@@ -267,6 +303,9 @@ def cmd_hunt(args: argparse.Namespace) -> int:
     if not text and not args.like:
         raise CliError("hunt needs a TEXT, --like ID, or both")
     settings = _settings()
+    from streams.hunt.command import run_hunt
+    from streams.hunt.engine import HuntFilters
+
     _setup_logging("warning")
     return run_hunt(settings, text, like=args.like, filters=HuntFilters(entity=entity, since=since, until=until),
                     limit=args.limit, as_json=args.json)
@@ -314,9 +353,22 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the package metadata is read when asked for, not by every command."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0,
+                         help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"secstream {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="secstream", description="Streaming hybrid embeddings and anomaly alerts for security logs.")
-    p.add_argument("--version", action="version", version=f"secstream {_version()}")
+    p.add_argument("--version", action=_VersionAction)
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     sub.required = True
 
@@ -344,10 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--bootstrap", default=None)
     al.add_argument("--topic", default=None)
     al.add_argument("--limit", type=int, default=None)
+    al.add_argument("--full-ids", action="store_true",
+                    help="show whole alert ids (default: the first 8 characters, more where needed to tell them apart)")
     al.set_defaults(func=cmd_alerts)
 
     fb = sub.add_parser("feedback", help="publish an analyst verdict on an alert (false_positive, true_positive)")
-    fb.add_argument("alert_id", metavar="ALERT_ID")
+    fb.add_argument("alert_id", metavar="ALERT_ID",
+                    help="the alert's id, or its first characters as `secstream alerts` shows them")
     fb.add_argument("--verdict", required=True, help="false_positive (fp) or true_positive (tp)")
     fb.add_argument("--note", default=None, help="why (kept with the verdict, shown in alerts it affects)")
     fb.add_argument("--analyst", default=None, help="who (default: $USER)")

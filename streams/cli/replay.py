@@ -1,5 +1,5 @@
 """`secstream replay`: offline, prequential scoring of a file through the same
-`Pipeline.process` the worker runs (design.md, "replay output" contract).
+`Pipeline.process` the worker runs (the "replay output" contract in docs/architecture.md).
 
 Writes ``events.jsonl`` (one line per input record, in input order),
 ``sessions.jsonl`` (one line per session when it closes, or at end of input) and

@@ -1,5 +1,10 @@
 """Producer and consumer tools: `secstream produce`, `secstream alerts` and `secstream feedback`.
 
+`secstream alerts` shows each alert's id (its first 8 characters, more where two shown ids share them;
+the whole id with ``full_ids``) and its count, so the updates of one alert (same id, higher count) read
+as such; ``--json`` prints the documents as published. :func:`find_alert_ids` completes a short id from
+the alerts topic's keys (every alert is published keyed by its id).
+
 Each takes ``security``, the settings whose Kafka security options its clients use
 (:mod:`streams.kafka.client_options`); None is a plaintext broker. A client that cannot connect or
 authenticate raises :class:`streams.kafka.client_options.KafkaSecurityError`: one line, no traceback.
@@ -19,7 +24,8 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.adapters import read_records
-from streams.cli.alert_lines import format_alert_line
+from streams.cli.alert_lines import alert_id_of, format_alert_line
+from streams.cli.alert_lookup import ShortIds, short_id_chars
 from streams.kafka.partition_keys import entity_key
 from streams.cli.terminal import Progress, table
 from streams.kafka.client_options import KafkaSecuritySettings, aiokafka_kwargs, connect_error
@@ -112,15 +118,36 @@ def produce_file(bootstrap: str, topic: str, path: Path, fmt: str, *, rate: floa
     return sent, skipped
 
 
+def alert_row(alert: dict[str, Any]) -> list[Any]:
+    """The table row of an alert (v1 or OCSF, read alike: :func:`format_alert_line`'s view), whole id first."""
+    from streams.cli.alert_lines import v1_view
+
+    a = v1_view(alert)
+    ent = a.get("entity") or {}
+    count = int(a.get("count") or 1)
+    return [alert_id_of(alert), str(a.get("time", ""))[:19], a.get("severity", ""), f"{float(a.get('score') or 0):.1f}",
+            f"{count}{' (update)' if a.get('update') else ''}", f"{ent.get('type')}={ent.get('id')}",
+            a.get("kind", ""), str(a.get("title", ""))[:70]]
+
+
+def alerts_table(rows: list[list[Any]], *, full_ids: bool = False) -> str:
+    """Rows of :func:`alert_row` as a table: ids cut to the fewest characters (8 or more) that keep the
+    alerts shown apart, unless ``full_ids``."""
+    n = None if full_ids else short_id_chars(r[0] for r in rows)
+    cut = [[r[0][:n], *r[1:]] for r in rows]
+    return table(cut, ["id", "time", "severity", "score", "count", "entity", "kind", "title"])
+
+
 async def consume_alerts(bootstrap: str, topic: str, *, follow: bool, as_json: bool, out: TextIO,
                          idle_s: float = 2.0, limit: int | None = None,
-                         security: KafkaSecuritySettings | None = None) -> int:
+                         security: KafkaSecuritySettings | None = None, full_ids: bool = False) -> int:
     """Print alerts from the beginning of the topic; stop when idle unless following."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False, **_security_kwargs(security))
     await start_client(consumer, bootstrap, security)
     shown = 0
     rows: list[list[Any]] = []
+    short = ShortIds()
     try:
         while limit is None or shown < limit:
             batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
@@ -138,21 +165,56 @@ async def consume_alerts(bootstrap: str, topic: str, *, follow: bool, as_json: b
                     if as_json:
                         out.write(json.dumps(alert, ensure_ascii=False) + "\n")
                     elif follow:
-                        out.write(format_alert_line(alert) + "\n")
+                        out.write(format_alert_line(alert, ids=None if full_ids else short) + "\n")
                     else:
-                        ent = alert.get("entity", {})
-                        rows.append([alert.get("time", "")[:19], alert.get("severity", ""),
-                                     f"{alert.get('score', 0):.1f}", f"{ent.get('type')}={ent.get('id')}",
-                                     alert.get("kind", ""), alert.get("title", "")[:70]])
+                        rows.append(alert_row(alert))
                     out.flush()
     finally:
         await consumer.stop()
     if rows:
-        out.write(table(rows, ["time", "severity", "score", "entity", "kind", "title"]) + "\n")
+        out.write(alerts_table(rows, full_ids=full_ids) + "\n")
     return shown
 
 
 def print_alerts(bootstrap: str, topic: str, *, follow: bool, as_json: bool, limit: int | None = None,
-                 out: TextIO | None = None, security: KafkaSecuritySettings | None = None) -> int:
+                 out: TextIO | None = None, security: KafkaSecuritySettings | None = None,
+                 full_ids: bool = False) -> int:
     return asyncio.run(consume_alerts(bootstrap, topic, follow=follow, as_json=as_json, out=out or sys.stdout,
-                                      limit=limit, security=security))
+                                      limit=limit, security=security, full_ids=full_ids))
+
+
+async def alert_ids_in_topic(bootstrap: str, topic: str, prefix: str, *, timeout_s: float = 30.0,
+                             security: KafkaSecuritySettings | None = None) -> list[str]:
+    """The distinct alert ids starting with ``prefix`` among the keys of ``topic`` (read to its end offsets)."""
+    from aiokafka import TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                **_security_kwargs(security))
+    await start_client(consumer, bootstrap, security)
+    found: set[str] = set()
+    try:
+        await consumer.topics()  # metadata of every topic: an absent alerts topic has no partitions
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        while any([await consumer.position(tp) < ends[tp] for tp in tps]) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for rec in records:
+                    key = rec.key.decode("utf-8", "replace") if rec.key else ""
+                    if key.startswith(prefix):
+                        found.add(key)
+    finally:
+        await consumer.stop()
+    return sorted(found)
+
+
+def find_alert_ids(bootstrap: str, topic: str, prefix: str, *,
+                   security: KafkaSecuritySettings | None = None) -> list[str]:
+    """:func:`alert_ids_in_topic`, run to completion."""
+    return asyncio.run(alert_ids_in_topic(bootstrap, topic, prefix, security=security))

@@ -33,19 +33,13 @@ import time
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from detection.sequence import SequenceModel
-from detection.sequence import write_artifact as write_sequence_artifact
-from detection.sessions import Sessionizer
-from encoders.categorical import CATEGORICAL_FIELDS, write_artifact
-from encoders.templates import TemplateStage
-from encoders.training import TrainConfig, sessionize, train_categorical
 from schemas.errors import InvalidEvent, SecstreamError
-from schemas.models import decode_event
-from streams.adapters import FORMATS, read_records
+from streams.adapters import FORMATS, FormatMismatch, check_format, detect_format, read_records
+
+if TYPE_CHECKING:  # the trainers import numpy and torch when they run: bad arguments answer without them
+    from detection.sessions import Sessionizer
 
 __all__ = ["main"]
 
@@ -75,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--dim", type=int, default=8, help="embedding width per field")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--fields", default=",".join(CATEGORICAL_FIELDS), help="comma-separated fields")
+    p.add_argument("--fields", default=None,
+                   help="comma-separated fields (default: every categorical field of encoders.categorical)")
     p.add_argument("--min-count", type=int, default=2, help="rarer values train the unknown row")
     p.add_argument("--window", type=int, default=2, help="co-occurrence window, events")
     p.add_argument("--limit", type=int, default=None, help="read at most this many records")
@@ -92,6 +87,8 @@ def _version() -> str:
 
 def _read_events(path: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], int, int]:
     """Decoded events of DATA (at most ``--limit`` records), records read, records rejected."""
+    from schemas.models import decode_event
+
     if not path.is_file():
         raise _ArgError(f"no such file: {args.data}")
     records = read_records(path, args.format, year=args.year)
@@ -113,8 +110,11 @@ def _read_events(path: Path, args: argparse.Namespace) -> tuple[list[dict[str, A
 
 def train_file(args: argparse.Namespace) -> dict[str, Any]:
     """Read, train and write; returns the artifact metadata written."""
+    from encoders.categorical import CATEGORICAL_FIELDS, write_artifact
+    from encoders.training import TrainConfig, sessionize, train_categorical
+
     path = Path(args.data)
-    fields = tuple(f.strip() for f in args.fields.split(",") if f.strip())
+    fields = tuple(f.strip() for f in (args.fields or ",".join(CATEGORICAL_FIELDS)).split(",") if f.strip())
     cfg = TrainConfig(fields=fields, dim=args.dim, epochs=args.epochs, seed=args.seed,
                       min_count=args.min_count, window=args.window)
     events, n_records, rejected = _read_events(path, args)
@@ -153,6 +153,10 @@ def build_sessions_parser() -> argparse.ArgumentParser:
 
 def session_sequences(events: list[dict[str, Any]], sessionizer: Sessionizer, batch_size: int) -> list[list[str]]:
     """Template-id sequences of the closed sessions, ids computed as the pipeline computes them."""
+    import numpy as np
+
+    from encoders.templates import TemplateStage
+
     stage = TemplateStage(max_clusters=20_000)  # the default encoder's stage (encoders.hybrid)
     out: list[list[str]] = []
     for i in range(0, len(events), batch_size):
@@ -169,6 +173,10 @@ def session_sequences(events: list[dict[str, Any]], sessionizer: Sessionizer, ba
 
 def train_sessions(args: argparse.Namespace) -> dict[str, Any]:
     """Read, sessionize, train and write the sequence model; returns the artifact metadata written."""
+    from detection.sequence import SequenceModel
+    from detection.sequence import write_artifact as write_sequence_artifact
+    from detection.sessions import Sessionizer
+
     path = Path(args.data)
     started = time.perf_counter()
     events, n_records, rejected = _read_events(path, args)
@@ -194,18 +202,31 @@ def train_sessions(args: argparse.Namespace) -> dict[str, Any]:
     return {"version": art.version, **meta}
 
 
+def _checked_input(args: argparse.Namespace) -> argparse.Namespace:
+    """DATA exists and its bytes fit ``--format`` (a Parquet file is not read as text): checked before the
+    trainer loads anything."""
+    path = Path(args.data)
+    if not path.is_file():
+        raise _ArgError(f"no such file: {args.data}")
+    try:
+        check_format(path, detect_format(path) if args.format == "auto" else args.format)
+    except FormatMismatch as exc:
+        raise _ArgError(str(exc)) from exc
+    return args
+
+
 def _checked_sessions(args_list: list[str]) -> argparse.Namespace:
     args = build_sessions_parser().parse_args(args_list)
     if args.epochs < 1 or args.batch_size < 1 or args.gap <= 0:
         raise _ArgError("--epochs and --batch-size must be >= 1, --gap > 0")
-    return args
+    return _checked_input(args)
 
 
 def _checked_categorical(args_list: list[str]) -> argparse.Namespace:
     args = build_parser().parse_args(args_list)
     if args.epochs < 1 or args.dim < 1 or args.min_count < 1 or args.window < 0:
         raise _ArgError("--epochs, --dim and --min-count must be >= 1, --window >= 0")
-    return args
+    return _checked_input(args)
 
 
 def _summary_sessions(meta: dict[str, Any], out: str) -> str:

@@ -8,53 +8,18 @@ lives in the space of the stored vectors; without it the encoder starts fresh (a
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from detection.sessions import event_time
 from streams.cli.terminal import table
-from streams.hunt.engine import ENTITY_TYPES, HuntError, HuntFilters, HuntHit, hunt
+from streams.hunt.args import ENTITY_TYPES, parse_entity, parse_when  # numpy-free; re-exported here
+from streams.hunt.engine import HuntError, HuntFilters, HuntHit, HuntResult, hunt
 from streams.config.settings import Settings
 
-__all__ = ["format_table", "hit_json", "parse_entity", "parse_when", "run_hunt"]
+__all__ = ["format_table", "hit_json", "no_event_contains", "parse_entity", "parse_when", "run_hunt"]
 
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SUMMARY_CHARS = 72
-
-
-def parse_when(text: str, now: float) -> float:
-    """Epoch seconds of ``text``: RFC 3339 (no offset means UTC), a date (UTC midnight), ``now``,
-    or an age before ``now`` (``90s``, ``30m``, ``2h``, ``7d``, ``1w``). ValueError names the forms."""
-    t = text.strip()
-    age = _AGE.match(t)
-    if age:
-        return now - float(age[1]) * _UNIT_S[age[2]]
-    if t == "now":
-        return now
-    try:
-        return event_time(t)  # RFC 3339, no offset = UTC, a date = its UTC midnight: as events' times
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time; use RFC 3339 (2025-03-11T02:30:00Z), a date (2025-03-11), "
-                         f"now, or an age before now (30m, 2h, 7d)") from None
-
-
-def parse_entity(text: str) -> tuple[str | None, str]:
-    """``(type, value)`` of ``type:value`` when type is one of :data:`ENTITY_TYPES`, else ``(None, text)``
-    (so an IPv6 address stays a bare value). ValueError for an empty value or a misspelt type."""
-    t = text.strip()
-    kind, sep, value = t.partition(":")
-    if sep and kind in ENTITY_TYPES:
-        if not value:
-            raise ValueError(f"entity {text!r} has no value after {kind + ':'!r}")
-        return kind, value
-    if sep and re.fullmatch(r"[a-z_]+", kind) and not re.fullmatch(r"[a-f]+", kind):  # a word, not hex
-        raise ValueError(f"unknown entity type {kind!r}; valid: {', '.join(ENTITY_TYPES)} (or a bare value)")
-    if not t:
-        raise ValueError("entity is empty")
-    return None, t
 
 
 def _one_line(text: Any, width: int = _SUMMARY_CHARS) -> str:
@@ -96,6 +61,16 @@ def hit_json(rank: int, hit: HuntHit) -> dict[str, Any]:
             "ranks": {k: int(r) if float(r).is_integer() else r for k, r in hit.ranks.items()}, "scores": {k: round(v, 6) for k, v in hit.scores.items()}, "payload": hit.payload}
 
 
+def no_event_contains(result: HuntResult) -> str:
+    """``no event contains 'mimikatz'`` when the hunt found no event whose message holds the text's words
+    (:attr:`HuntResult.contained` false), else ``""``."""
+    if result.contained is not False:
+        return ""
+    if len(result.terms) == 1:
+        return f"no event contains {result.terms[0]!r}"
+    return f"no event contains all of {', '.join(repr(w) for w in result.terms)}"
+
+
 def run_hunt(settings: Settings, text: str, *, like: str | None, filters: HuntFilters, limit: int,
              as_json: bool, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Open the configured store, check it can be read, load the worker's encoder, hunt and print.
@@ -123,9 +98,16 @@ def run_hunt(settings: Settings, text: str, *, like: str | None, filters: HuntFi
         result = hunt(store, pipeline.encoder, text, like=like, filters=filters, limit=limit, store_label=label)
     finally:
         store.close()
+    absent = no_event_contains(result)
     if as_json:
+        if absent:  # stdout stays one JSON hit per line
+            print(absent + ("; nearest by meaning:" if result.hits else ""), file=err)
         for i, h in enumerate(result.hits, start=1):
             out.write(json.dumps(hit_json(i, h), ensure_ascii=False, separators=(",", ":")) + "\n")
+    elif absent:
+        print(absent + ("; nearest by meaning:" if result.hits else ""), file=out)
+        if result.hits:
+            print(format_table(result.hits), file=out)
     else:
         print(format_table(result.hits), file=out)
     searched = ", ".join(f"{name} {n}" for name, n in result.lists.items()) or "none"

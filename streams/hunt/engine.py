@@ -20,6 +20,14 @@ fusion (:func:`reciprocal_rank_fusion`), so one result list mixes events and ses
 Equal scores within a list (events of one template have equal dense scores) share the mean of
 their positions, so a large tie neither wins nor loses by the order the engine returned it in.
 
+Words of the text (:func:`hunt_terms`: the text less its ``field=value`` words): WordPiece terms also
+match events that share only a piece of a word (``mimikatz`` is ``mimi ##kat ##z``: any word ending in
+``z`` shares a term). So the events whose message contains every word (case-insensitive) are looked
+up too (:func:`_containing`: the sparse search restricted to messages holding the longest word), and
+lead the sparse list; in the fused result they come first (:attr:`HuntResult.contained` true). When
+no event contains them (``contained`` false), the sparse list of the text is dropped: its hits only
+share word pieces; what is left is what the dense vector (by meaning) and ``--like`` found.
+
 Filters (:class:`HuntFilters`, :mod:`streams.hunt.filters`) run inside the store's search
 (payload indexes), not after it.
 """
@@ -28,7 +36,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,13 +53,14 @@ from streams.hunt.filters import (
     session_filter,
 )
 from streams.store.session_points import template_terms
-from streams.store import Hit, SparseTerms, StorePoint, VectorStore, point_id
+from streams.store import FieldContains, Hit, SparseTerms, StoreFilter, StorePoint, VectorStore, point_id
 
 if TYPE_CHECKING:  # the encoder module brings torch; a hunt's argument errors should not wait for it
     from encoders.hybrid import HybridEncoder
 
 __all__ = ["ALERTS", "ENTITY_TYPES", "HUNT_COLLECTIONS", "Fused", "HuntError", "HuntFilters", "HuntHit", "HuntResult",
-           "event_filter", "hunt", "pseudo_event", "reciprocal_rank_fusion", "session_entity_ok", "session_filter"]
+           "contains_terms", "event_filter", "hunt", "hunt_terms", "pseudo_event", "reciprocal_rank_fusion",
+           "session_entity_ok", "session_filter"]
 
 EVENTS, SESSIONS, ALERTS = "events", "sessions", "alerts"
 HUNT_COLLECTIONS: tuple[str, ...] = (EVENTS, SESSIONS)
@@ -59,6 +68,8 @@ HUNT_COLLECTIONS: tuple[str, ...] = (EVENTS, SESSIONS)
 _TEXT_FIELDS = ("source", "event_type", "severity", "outcome", "host", "user", "process", "src_ip", "dst_ip",
                 "protocol", "src_port", "dst_port")
 _FIELD_WORD = re.compile(r"(?<!\S)([a-z_]+)=(\S+)")
+#: stripped from both ends of a word of the text before it is looked for in messages
+_EDGE_PUNCT = "\"'`.,;:!?()[]{}<>"
 
 
 @dataclass(frozen=True)
@@ -125,10 +136,33 @@ class HuntHit:
 
 @dataclass
 class HuntResult:
-    """Fused hits, best first, and the length of every list that was searched (``collection/list``)."""
+    """Fused hits, best first, and the length of every list that was searched (``collection/list``).
+
+    ``terms``: the words of the text looked for in messages (:func:`hunt_terms`); ``contained``: whether
+    some event's message holds them all (its hits then come first), false when none does, None when
+    not checked (no words, no sparse terms, or no messages stored in the events' payloads)."""
 
     hits: list[HuntHit]
     lists: dict[str, int] = field(default_factory=dict)
+    terms: tuple[str, ...] = ()
+    contained: bool | None = None
+
+
+def hunt_terms(text: str) -> tuple[str, ...]:
+    """The words of a hunt text as an event's message would hold them: the text less its ``field=value``
+    words, split on white space, punctuation at either end removed, in lower case, each once."""
+    message = _FIELD_WORD.sub(lambda m: "" if m[1] in _TEXT_FIELDS else m[0], text)
+    words = (w.strip(_EDGE_PUNCT).lower() for w in message.split())
+    return tuple(dict.fromkeys(w for w in words if w))
+
+
+def contains_terms(payload: Mapping[str, Any], terms: Sequence[str]) -> bool:
+    """Whether a stored event's message holds every term (case-insensitive substrings)."""
+    message = payload.get("message")
+    if not isinstance(message, str) or not terms:
+        return False
+    low = message.lower()
+    return all(t in low for t in terms)
 
 
 def pseudo_event(text: str, *, keep_fields_in_message: bool = False) -> dict[str, Any]:
@@ -199,6 +233,22 @@ def _like_query(store: VectorStore, ref: str, q: _Query, has_events: bool, store
         q.terms = SparseTerms(sorted(merged), [merged[i] for i in sorted(merged)])
 
 
+def _containing(store: VectorStore, terms: SparseTerms, words: Sequence[str], typed: str, where: StoreFilter,
+                limit: int) -> list[Hit]:
+    """Up to ``limit`` events whose message holds every word, best sparse score first: the sparse search
+    restricted (in the store) to messages holding the longest word, as typed, in lower case, upper case or
+    capitalized (the store's substring match is case-sensitive), then checked for all words."""
+    key = max(words, key=len)
+    as_typed = next((w.strip(_EDGE_PUNCT) for w in typed.split() if w.strip(_EDGE_PUNCT).lower() == key), key)
+    best: dict[str, Hit] = {}
+    for variant in dict.fromkeys((as_typed, key, key.upper(), key.capitalize())):
+        restricted = StoreFilter(must=(*where.must, FieldContains("message", variant)), should=where.should)
+        for h in store.search_sparse(EVENTS, terms, limit, where=restricted):
+            if contains_terms(h.payload, words) and (h.id not in best or h.score > best[h.id].score):
+                best[h.id] = h
+    return sorted(best.values(), key=lambda h: -h.score)[:limit]
+
+
 def hunt(store: VectorStore, encoder: HybridEncoder, text: str = "", *, like: str | None = None,
          filters: HuntFilters | None = None, limit: int = 20, collections: Sequence[str] = HUNT_COLLECTIONS,
          k: int = 60, depth: int | None = None, min_similarity: float = 0.2,
@@ -236,6 +286,8 @@ def hunt(store: VectorStore, encoder: HybridEncoder, text: str = "", *, like: st
         _like_query(store, like, q, store.attach(EVENTS) is not None, store_label)
     depth = depth or max(3 * limit, 30)
     lists: dict[str, list[Hit]] = {}
+    words = hunt_terms(text) if text else ()
+    contained: bool | None = None
     if events_spec is not None:
         where = event_filter(filters)
         if q.text_vector is not None:
@@ -245,7 +297,14 @@ def hunt(store: VectorStore, encoder: HybridEncoder, text: str = "", *, like: st
             centre = q.like_rows.mean(axis=0)
             lists["events/like"] = store.search_dense(EVENTS, centre / np.linalg.norm(centre), depth, where=where)
         if q.terms is not None and events_spec.sparse_name is not None:
-            lists["events/sparse"] = store.search_sparse(EVENTS, q.terms, depth, where=where)
+            found = store.search_sparse(EVENTS, q.terms, depth, where=where)
+            exact = _containing(store, q.terms, words, text, where, depth) if words else []
+            # with no message in the payloads (SECSTREAM_PAYLOAD_FIELDS) nothing can be said about the words
+            checkable = bool(words) and (bool(exact) or not found or any("message" in h.payload for h in found))
+            contained = bool(exact) if checkable else None
+            if contained is not False:  # else its hits share only pieces of words with the text: left out
+                ids = {h.id for h in exact}
+                lists["events/sparse"] = exact + [h for h in found if h.id not in ids]
     if sessions_spec is not None and mv is not None:
         where = session_filter(filters)
         for name, rows in (("dense", None if q.text_vector is None else q.text_vector[None, :]),
@@ -257,11 +316,15 @@ def hunt(store: VectorStore, encoder: HybridEncoder, text: str = "", *, like: st
             lists["sessions/sparse"] = store.search_sparse(SESSIONS, template_terms(q.templates), depth, where=where)
         for name in [n for n in lists if n.startswith("sessions/")]:
             lists[name] = [h for h in lists[name] if session_entity_ok(h.payload, filters.entity)]
-    return HuntResult(hits=_fuse(lists, limit, k), lists={name: len(found) for name, found in lists.items()})
+    first = (lambda h: h.collection == EVENTS and contains_terms(h.payload, words)) if contained else None
+    return HuntResult(hits=_fuse(lists, limit, k, first=first),
+                      lists={name: len(found) for name, found in lists.items()}, terms=words, contained=contained)
 
 
-def _fuse(lists: Mapping[str, list[Hit]], limit: int, k: int) -> list[HuntHit]:
-    """RRF over ``collection/list`` → hits; keys are ``(collection, point id)``."""
+def _fuse(lists: Mapping[str, list[Hit]], limit: int, k: int,
+          first: Callable[[HuntHit], bool] | None = None) -> list[HuntHit]:
+    """RRF over ``collection/list`` → hits; keys are ``(collection, point id)``. Hits for which ``first``
+    holds come before the others (each part in fused order)."""
     payloads: dict[tuple[str, str], dict[str, Any]] = {}
     scores: dict[tuple[str, str], dict[str, float]] = {}
     rankings: dict[str, list[tuple[str, str]]] = {}
@@ -273,9 +336,12 @@ def _fuse(lists: Mapping[str, list[Hit]], limit: int, k: int) -> list[HuntHit]:
             scores.setdefault((collection, h.id), {}).setdefault(list_name, h.score)
     out = []
     list_scores = {name: [h.score for h in found] for name, found in lists.items()}
-    for f in reciprocal_rank_fusion(rankings, k=k, scores=list_scores)[:limit]:
+    fused = reciprocal_rank_fusion(rankings, k=k, scores=list_scores)
+    for f in fused if first is not None else fused[:limit]:
         collection, pid = f.key  # type: ignore[misc]
         out.append(HuntHit(collection=collection, id=pid, score=f.score,
                            ranks={name.split("/")[1]: r for name, r in f.ranks.items()},
                            scores=scores[(collection, pid)], payload=payloads[(collection, pid)]))
+    if first is not None:
+        out = ([h for h in out if first(h)] + [h for h in out if not first(h)])[:limit]
     return out

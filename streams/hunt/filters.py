@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.errors import SecstreamError
+from streams.hunt.args import ENTITY_TYPES  # event fields an entity value is looked up in (numpy-free home)
 from streams.store import FieldContains, FieldMatch, FieldRange, StoreFilter
 
 __all__ = ["ENTITY_TYPES", "HuntError", "HuntFilters", "event_filter", "session_entity_ok", "session_filter"]
-
-#: event fields an entity value is looked up in (``--entity type:value`` names one of them)
-ENTITY_TYPES: tuple[str, ...] = ("user", "host", "src_ip", "dst_ip")
 
 
 class HuntError(SecstreamError):

@@ -1,5 +1,5 @@
 """The one place Kafka security settings become client options: aiokafka keyword arguments and
-Faust broker credentials, from the same settings (README "Security").
+Faust broker credentials, from the same settings (docs/security.md).
 
 ``SECSTREAM_KAFKA_SECURITY_PROTOCOL`` picks the transport: ``PLAINTEXT`` (the default, and the
 embedded broker's), ``SSL`` (TLS, optionally mutual with a client certificate), ``SASL_PLAINTEXT``

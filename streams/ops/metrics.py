@@ -158,14 +158,15 @@ for _base in ("events", "sessions"):
         _metric.labels(_base)
 
 
-def serve(port: int, host: str = "0.0.0.0", health: Any = None) -> None:
+def serve(port: int, host: str = "127.0.0.1", health: Any = None) -> str:
     """Serve /metrics on ``host:port`` in a daemon thread (port 0 disables); with ``health``
-    (:class:`streams.ops.health.Health`) also ``/healthz`` (live) and ``/readyz`` (ready)."""
+    (:class:`streams.ops.health.Health`) also ``/healthz`` (live) and ``/readyz`` (ready). Returns the
+    base URL it serves, as a person reads it ("" when disabled)."""
     if not port:
-        return
+        return ""
     if health is None:
         start_http_server(port, addr=host, registry=REGISTRY)
-        return
+        return served_url(host, port)
     metrics_app = make_wsgi_app(REGISTRY)
     probes = {"/healthz": health.live, "/readyz": health.ready}
 
@@ -179,6 +180,13 @@ def serve(port: int, host: str = "0.0.0.0", health: Any = None) -> None:
 
     server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
     threading.Thread(target=server.serve_forever, daemon=True, name="metrics-http").start()
+    return served_url(host, port)
+
+
+def served_url(host: str, port: int) -> str:
+    """``http://HOST:PORT`` of the address bound (an IPv6 address in brackets)."""
+    host = host or "0.0.0.0"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def observe_threshold(kind: str, threshold: ThresholdLike) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from detection.entity_drift import DriftScores
 from detection.entity_groups import EntityKey, unit_rows
 from detection.entity_tracker import EntityTracker, WindowReport
-from detection.sessions import iso_time
+from detection.times import iso_time
 from streams.store import CollectionSpec, Hit, StorePoint, VectorStore, point_id
 
 __all__ = ["DENSE", "ENTITIES", "entity_history", "entity_point_id", "entity_points", "entity_spec",

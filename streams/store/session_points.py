@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from detection.sessions import Session, iso_time
+from detection.sessions import Session
+from detection.times import iso_time
 from streams.store import (
     CollectionSpec,
     Hit,

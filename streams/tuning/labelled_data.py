@@ -61,7 +61,7 @@ def read_labels(path: Path) -> dict[str, bool]:
 def load_events(path: Path, fmt: str = "auto", *, limit_sessions: int | None = None,
                 key_of: Callable[[Mapping[str, Any]], Any] | None = None) -> list[dict[str, Any]]:
     """Decoded, valid events in chronological order (stable); optionally the first N session keys only."""
-    from detection.sessions import event_time
+    from detection.times import event_time
     from schemas.errors import SecstreamError
     from schemas.models import decode_event
     from streams.adapters import read_records

@@ -40,7 +40,8 @@ from typing import Any
 
 import faust
 
-from detection.sessions import Session, iso_time
+from detection.sessions import Session
+from detection.times import iso_time
 from streams.ops import metrics
 from streams.stages.session_stage import SessionOutcome, SessionStage
 from streams.worker.alert_sink import AlertSink

@@ -1,5 +1,5 @@
 """`secstream bench e2e` runs end to end on the embedded broker and a worker process (a short smoke run:
-the figures themselves are the benchmark's, measured in the README, never asserted here)."""
+the figures themselves are the benchmark's, measured in docs/benchmarks.md, never asserted here)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from bench.entity_scenario import (
     scenario_events,
     scenario_values,
 )
-from detection.sessions import event_time
+from detection.times import event_time
 from streams.kafka.embedded_broker import EmbeddedBroker, create_topic
 from streams.cli.topic_commands import produce_values
 

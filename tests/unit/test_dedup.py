@@ -11,7 +11,7 @@ import pytest
 
 from detection.alerts import event_alert
 from detection.dedup import AlertDeduper, group_key
-from detection.sessions import event_time, iso_time
+from detection.times import event_time, iso_time
 from schemas.alert import validate_alert
 
 SAMPLE = Path(__file__).resolve().parents[2] / "streams" / "sample"

@@ -30,7 +30,7 @@ from schemas.alert import validate_alert
 
 
 def iso(t: float) -> str:
-    from detection.sessions import iso_time
+    from detection.times import iso_time
 
     return iso_time(t)
 
@@ -226,7 +226,7 @@ def test_no_temporal_leakage_and_arrival_order_within_lateness_does_not_matter()
 
 
 def _t(event: dict[str, Any]) -> float:
-    from detection.sessions import event_time
+    from detection.times import event_time
 
     return event_time(event["time"])
 

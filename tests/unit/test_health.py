@@ -8,7 +8,7 @@ import urllib.request
 
 from streams.kafka.embedded_broker import free_port
 from streams.ops.health import Health
-from streams.ops.metrics import serve
+from streams.ops.metrics import serve, served_url
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -50,3 +50,14 @@ def test_a_stalled_consumer_turns_readiness_false_with_the_reason_until_it_clear
     assert get(port, "/healthz") == (200, "ok\n")  # the loop runs: replace the worker, do not kill it mid-batch
     health.set_stalled("")
     assert get(port, "/readyz") == (200, "ok\n")
+
+
+def test_metrics_bind_loopback_unless_told_and_say_the_address_they_bound() -> None:
+    from streams.config.settings import Settings
+
+    assert Settings().metrics_host == "127.0.0.1"  # the embedded default is a laptop: not every interface
+    port = free_port()
+    assert serve(port, Settings().metrics_host, health=Health()) == f"http://127.0.0.1:{port}"
+    assert get(port, "/metrics")[0] == 200
+    assert served_url("0.0.0.0", 8000) == "http://0.0.0.0:8000" and served_url("::1", 9) == "http://[::1]:9"
+    assert serve(0, "127.0.0.1") == ""  # port 0: no endpoint
