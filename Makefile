@@ -32,7 +32,7 @@ run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/secstream run
 
 test: $(STAMP) $(COMPOSE_V1)/.installed
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=25
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/secstream bench store

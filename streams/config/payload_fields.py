@@ -5,7 +5,7 @@ attributes as ``attributes.<key>``: ``attributes`` keeps every attribute (they h
 top-level fields a producer sent), ``attributes.event_code`` keeps that one only. ``event_id`` and
 ``time`` are always required: the point's identity and the time filters of a hunt. The default keeps
 every SecurityEvent field, as before the setting existed. What the pipeline adds to a payload (template,
-scores, model version) does not come from the producer and is always stored; README "Security" lists it.
+scores, model version) does not come from the producer and is always stored; docs/security.md lists it.
 """
 
 from __future__ import annotations
