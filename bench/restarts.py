@@ -268,6 +268,8 @@ def run_phase(partitions: int, restarts: int, rate: float, rng: random.Random, c
                 row.update(caught_up=ok, verdict=verdict, why=why, frozen_s=round(frozen, 1),
                            seconds=round(time.monotonic() - started, 1), committed=got, exited=worker.proc.poll())
                 if verdict:
+                    worker.proc.send_signal(signal.SIGUSR2)  # the consumer's state into its log
+                    time.sleep(1)
                     worker.proc.send_signal(signal.SIGUSR1)  # stacks into its log
                     time.sleep(2)
                     row["metrics"] = {name: metric_sum(worker.port, name) for name in

@@ -149,6 +149,22 @@ def _real_gap(previous: tuple[Any, int] | None, stamp: tuple[Any, int] | None, o
     return None
 
 
+_undelivered: dict[tuple[str, str], int] = {}  # (why, "topic/partition") -> records fetched and not delivered
+
+
+def _count_undelivered(why: str, tp: Any) -> None:
+    key = (why, f"{tp.topic}/{tp.partition}")
+    _undelivered[key] = _undelivered.get(key, 0) + 1
+
+
+def undelivered() -> dict[str, dict[str, int]]:
+    """Records fetched and not delivered, by why and partition (the SIGUSR2 report shows them)."""
+    out: dict[str, dict[str, int]] = {}
+    for (why, tp), n in sorted(_undelivered.items()):
+        out.setdefault(why, {})[tp] = n
+    return out
+
+
 def real_gap(consumer: Any, tp: Any) -> tuple[int, int] | None:
     """What the last delivered record of ``tp`` showed missing from the log (see :func:`_real_gap`)."""
     return consumer.__dict__.get("_secstream_gaps", {}).get(tp)
@@ -178,9 +194,11 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
             break
         if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
             previous.pop(tp, None)  # a record of this position was not delivered: no gap after it is real
+            _count_undelivered("partition not active", tp)
             continue
         stamp = stamps.get(tp)
         if not _fresh(aiokafka_consumer, tp, stamp):
+            _count_undelivered("fetched before a seek", tp)
             continue  # fetched before a seek of its partition: the seek fetches it again
         gaps[tp] = _real_gap(previous.get(tp), stamp, record.offset)
         previous[tp] = (stamp, record.offset)

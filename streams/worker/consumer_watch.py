@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streams.kafka import faust_commits
+from streams.kafka import faust_commits, faust_consumer
 from streams.ops import metrics
 from streams.worker.batches import cancel_batches_older_than, oldest_batch_age
 from streams.ops.health import Health
@@ -127,6 +127,8 @@ class ConsumerWatch:
                  f"in_recovery={getattr(app, 'in_recovery', None)}, flow_active={consumer.flow_active}, "
                  f"unacked messages={len(consumer._unacked_messages)}, recoveries in a row={self.recoveries}",
                  f"  acks and gaps not recorded (streams/kafka/faust_commits.py): {faust_commits.dropped_acks()}",
+                 f"  records fetched and not delivered (streams/kafka/faust_consumer.py): "
+                 f"{faust_consumer.undelivered() or 'none'}",
                  f"  paused: {_names(consumer._paused_partitions)}",
                  f"  not fetched while their agent's buffer is full: {_names(consumer._buffered_partitions)}",
                  f"  fetched: {_names(consumer._get_active_partitions())}"]
