@@ -107,3 +107,51 @@ def test_a_gap_is_real_only_between_records_of_one_position_or_after_a_refused_o
     assert _real_gap(None, after_seek, 135) is None  # not the first record: says nothing
     state.seek(100)
     assert _real_gap(None, _stamp(state), 130) is None  # a seek forgets the reset
+
+
+def _revocation(committed: int, acked_before: range, finishing: range) -> tuple[int | None, Any]:
+    """Revoke a partition on Faust's real consumer (built by a real app, not started) whose commit stands
+    at ``committed`` with ``acked_before`` acked, while the batch of ``finishing`` completes during the
+    revocation (Faust waits for the streams, then commits). Returns the offset Faust would commit then,
+    and the consumer. The app's own revocation handler (tables, flow control, the wait) is replaced by
+    one that finishes that batch and asks for the offset: what happens between Faust's clearing and its
+    last commit."""
+    import faust
+
+    faust_commits.install()
+    faust_commits.guard_topics([TOPIC])
+
+    def acked(c: Any, offsets: range) -> None:
+        for o in offsets:
+            m = ConsumerMessage(TOPIC, 0, o, 0.0, 0, [], None, b"{}", None)
+            faust_commits.mark_processed([SimpleNamespace(message=m)])
+            assert c.ack(m) is True
+
+    async def scenario() -> tuple[int | None, Any]:
+        app = faust.App("commit-guard-test", broker="kafka://127.0.0.1:1")
+        c = app.consumer
+        app.topics._acking_topics.add(TOPIC)  # as the conductor does for a topic an agent consumes
+        c._committed_offset[TP0] = committed
+        acked(c, acked_before)
+        seen: dict[str, int | None] = {}
+
+        async def handler(revoked: Any) -> None:
+            acked(c, finishing)
+            seen["offset"] = c._new_offset(TP0)
+
+        c._on_partitions_revoked = handler
+        await c.on_partitions_revoked({TP0})
+        return seen["offset"], c
+
+    return asyncio.run(scenario())
+
+
+def test_a_revocation_commits_what_was_processed_but_never_past_a_hole() -> None:
+    # 100..104 never processed (skipped); 105..110 acked before the revocation, 111..120 during it
+    offset, c = _revocation(100, range(105, 111), range(111, 121))
+    assert offset is None  # Faust had cleared the commit state and would have committed 121, past the hole
+    # afterwards the state is cleared as Faust leaves it, and nothing is committed until the next seek
+    assert c._committed_offset.get(TP0) is None and c._new_offset(TP0) is None
+
+    offset, _ = _revocation(100, range(100, 111), range(111, 121))  # no hole: everything is committed
+    assert offset == 121
