@@ -36,7 +36,6 @@ from faust.transport import consumer as faust_consumer
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
-from streams.kafka import faust_consumer as faust_tuning
 
 __all__ = ["guard_topics", "install", "mark_processed", "dropped_acks"]
 
@@ -47,7 +46,6 @@ _processed: weakref.WeakSet[Any] = weakref.WeakSet()  # messages whose batch fin
 _dropped = {"skipped": 0, "gaps": 0}
 
 _ORIGINAL_ACK = faust_consumer.Consumer.ack
-_ORIGINAL_ADD_GAP = faust_consumer.Consumer._add_gap
 _ORIGINAL_REVOKED = faust_consumer.Consumer.on_partitions_revoked
 _ORIGINAL_NEW_OFFSET = faust_consumer.Consumer._new_offset
 _ORIGINAL_PERFORM_SEEK = faust_consumer.Consumer.perform_seek
@@ -87,14 +85,11 @@ def _ack(self: Any, message: Any) -> bool:
 
 
 async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
-    real = faust_tuning.real_gap(self, tp)
-    if real is not None:
-        low, high = max(offset_from, real[0]), min(offset_to, real[1])
-        if low <= high:
-            await _ORIGINAL_ADD_GAP(self, tp, low, high)
-            return
+    """Faust's own gap, inferred from its read offset: not recorded (streams/kafka/faust_consumer.py records
+    the gaps the fetcher saw in the log as it delivers)."""
     _dropped["gaps"] += 1
-    log.debug("gap %d..%d of %s not recorded: the log was not seen to lack it", offset_from, offset_to, tp)
+    log.debug("gap %d..%d of %s not recorded: inferred from the read offset, not seen in the log",
+              offset_from, offset_to, tp)
 
 
 async def _on_partitions_revoked(self: Any, revoked: Any) -> None:
@@ -137,10 +132,21 @@ async def _on_partitions_revoked(self: Any, revoked: Any) -> None:
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:
-    # between a revocation and the next seek the committed offset is unknown: an offset computed from
-    # the acks alone could pass a hole below them, so nothing is committed until the seek says where
+    """Faust's next offset to commit, never past an offset that was neither processed nor absent from the log.
+
+    Between a revocation and the next seek the committed offset is unknown: an offset computed from the
+    acks alone could pass a hole below them, so nothing is committed until the seek says where. And
+    Faust lets the acks start one past the committed offset (it reads Kafka's committed offset as the
+    last one processed; it is the next one to process), so the first record after a worker's start
+    could be skipped and committed: it must be acked or a gap the fetcher saw.
+    """
     if tp in self.__dict__.get("_secstream_unknown_committed", ()):
         return None
+    committed, acked = self._committed_offset[tp], self._acked[tp]
+    if committed is not None and acked and min(acked) > committed:
+        gaps = self._gap[tp]
+        if not gaps or not gaps.overlaps(committed):
+            return None
     return _ORIGINAL_NEW_OFFSET(self, tp)  # type: ignore[no-any-return]
 
 

@@ -41,7 +41,7 @@ from typing import Any
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["fix_stale_fetches", "limit_fetch_wait", "real_gap"]
+__all__ = ["fix_stale_fetches", "limit_fetch_wait", "undelivered"]
 
 _ORIGINAL = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
 _wait_ms = {"value": 1500}
@@ -130,24 +130,45 @@ async def _fetch_records(self: Any, consumer: Any, active_partitions: Any, timeo
     return stamped
 
 
-def _real_gap(previous: tuple[Any, int] | None, stamp: tuple[Any, int] | None, offset: int) -> tuple[int, int] | None:
+def _real_gap(previous: tuple[Any, int | None] | None, stamp: tuple[Any, int] | None,
+              offset: int) -> tuple[int, int] | None:
     """The offsets below ``offset`` that the log does not have, as far as this fetch shows; None if unknown.
 
     aiokafka fetches a partition's records in order from its position, so between two records delivered
     from one position (no seek, no re-assignment, no record left out between them) every missing offset
-    is missing from the log (compaction, transaction markers). Anything else (Faust's read offset set
-    back by its own seek, a record fetched before a seek) says nothing about the log, and a "gap" taken
-    from it would let a commit pass offsets that were never processed.
+    is missing from the log (compaction, transaction markers), and so are the offsets between a seek's
+    target and the first record fetched after it, or between a position the broker refused (retention)
+    and the first record after aiokafka reset it. Anything else (Faust's read offset, which its own seek
+    sets back while the loop goes on) says nothing about the log, and a "gap" taken from it lets a
+    commit pass offsets that were never processed. ``previous`` is the last record delivered from this
+    position, ``(stamp, None)`` once one was left out.
     """
     if stamp is None:
         return None
-    if previous is not None and previous[0] is not None and previous[0][0] is stamp[0] \
-            and previous[0][1] == stamp[1]:
-        return previous[1] + 1, offset - 1
+    same = previous is not None and previous[0] is not None and previous[0][0] is stamp[0] \
+        and previous[0][1] == stamp[1]
+    if same:
+        assert previous is not None
+        return None if previous[1] is None else (previous[1] + 1, offset - 1)
     reset = getattr(stamp[0], "_secstream_reset", None)  # the broker refused the position (retention): reset
     if reset is not None and offset == reset[1] and reset[0] < offset:  # the first record after the reset
         return reset[0], offset - 1
+    target = getattr(stamp[0], "_secstream_target", None)
+    if stamp[1] and reset is None and target is not None and target <= offset:  # the first record after a seek
+        return target, offset - 1
     return None
+
+
+def _record_gap(self: Any, tp: Any, low: int, high: int) -> None:
+    """Count ``low..high`` as absent from the log in Faust's bookkeeping (its ``_add_gap`` starts one past the
+    committed offset, as if that offset had been processed: Kafka's committed offset is the next one to)."""
+    committed = self._committed_offset[tp]
+    if committed is not None:
+        low = max(low, committed)
+    if low <= high:
+        gaps = self._gap[tp]
+        gaps.addi(low, high + 1)
+        gaps.merge_overlaps()
 
 
 _undelivered: dict[tuple[str, str], int] = {}  # (why, "topic/partition") -> records fetched and not delivered
@@ -164,11 +185,6 @@ def undelivered() -> dict[str, dict[str, int]]:
     for (why, tp), n in sorted(_undelivered.items()):
         out.setdefault(why, {})[tp] = n
     return out
-
-
-def real_gap(consumer: Any, tp: Any) -> tuple[int, int] | None:
-    """What the last delivered record of ``tp`` showed missing from the log (see :func:`_real_gap`)."""
-    return consumer.__dict__.get("_secstream_gaps", {}).get(tp)
 
 
 async def _held_until_flowing(self: Any, aiokafka_consumer: Any, tp: Any, stamp: tuple[Any, int] | None,
@@ -211,12 +227,13 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
             self.log.warning(f"exception performing seek when flow not active {ex}")
         return
     previous = self.__dict__.setdefault("_secstream_previous", {})  # tp -> (stamp, offset) last delivered
-    gaps = self.__dict__.setdefault("_secstream_gaps", {})  # tp -> offsets the log lacks before this record
     for tp, record in records_it:
         if not self.flow_active or self.app.consumer_generation_id != generation_id:
+            for left in records:  # the rest of this fetch is left out: no gap after it is real
+                previous[left] = (stamps.get(left), None)
             break
         if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
-            previous.pop(tp, None)  # a record of this position was not delivered: no gap after it is real
+            previous[tp] = (stamps.get(tp), None)  # a record of this position was left out: no gap after it is real
             _count_undelivered("partition not active", tp)
             continue
         stamp = stamps.get(tp)
@@ -227,8 +244,11 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
             why = await _held_until_flowing(self, aiokafka_consumer, tp, stamp, generation_id)
             if why is not None:
                 _count_undelivered(why, tp)
+                previous[tp] = (stamp, None)
                 continue
-        gaps[tp] = _real_gap(previous.get(tp), stamp, record.offset)
+        real = _real_gap(previous.get(tp), stamp, record.offset)
+        if real is not None and real[0] <= real[1] and self.app.topics.acks_enabled_for(tp.topic):
+            _record_gap(self, tp, *real)
         previous[tp] = (stamp, record.offset)
         if stamp is not None and stamp[1] and applied.get(tp) != stamp:
             # the first record fetched after a seek: its read offset is the seek's, so the loop delivers what

@@ -88,25 +88,59 @@ def test_acks_of_unguarded_topics_are_faust_s_own() -> None:
 
 
 @in_loop
-def test_a_gap_is_real_only_between_records_of_one_position_or_after_a_refused_one() -> None:
-    subs = assigned()
+def test_a_gap_is_what_the_fetcher_saw_missing_from_the_log() -> None:
+    subs = assigned()  # sought to 100
     tp = TopicPartition(TOPIC, 0)
     c = SimpleNamespace(_subscription=subs)
     stamp = _stamp(_partition_state(c, tp))
-    assert _real_gap(None, stamp, 105) is None  # the first record after the seek: nothing seen missing
+    assert _real_gap(None, stamp, 100) == (100, 99)  # the first record after the seek is at its target
+    assert _real_gap(None, stamp, 103) == (100, 102)  # fetched from 100, the log's first record is 103
     assert _real_gap((stamp, 105), stamp, 109) == (106, 108)  # 106..108 are not in the log (compacted)
     assert _real_gap((stamp, 105), stamp, 106) == (106, 105)  # consecutive: an empty range
+    assert _real_gap((stamp, None), stamp, 140) is None  # a record of this position was left out: unknown
     subs.seek(tp, 100)
     after_seek = _stamp(_partition_state(c, tp))
-    assert _real_gap((stamp, 105), after_seek, 140) is None  # Faust's read offset was set back: no gap
+    assert _real_gap((stamp, 105), after_seek, 100) == (100, 99)  # a new position: only its own records count
     # the broker refused 100 (retention deleted it): aiokafka resets to the log's start, 130
     state = _partition_state(c, tp)
     state.await_reset(0)
     state.reset_to(130)
     assert _real_gap(None, after_seek, 130) == (100, 129)  # the first record after the reset
-    assert _real_gap(None, after_seek, 135) is None  # not the first record: says nothing
-    state.seek(100)
-    assert _real_gap(None, _stamp(state), 130) is None  # a seek forgets the reset
+    assert _real_gap(None, after_seek, 135) is None  # not the first record after it: says nothing
+    fresh = SubscriptionState()
+    fresh.subscribe({TOPIC})
+    fresh.assign_from_subscribed({tp})
+    unsought = _stamp(_partition_state(SimpleNamespace(_subscription=fresh), tp))
+    assert _real_gap(None, unsought, 7) is None  # no seek (a new group): nothing is known below it
+
+
+def test_the_first_offset_after_the_committed_one_must_be_processed_or_absent() -> None:
+    """Faust let the acks start one past the committed offset (it reads Kafka's committed offset as the
+    last one processed), so a worker's first record could be skipped and committed past."""
+    import faust
+
+    faust_commits.install()
+    faust_commits.guard_topics([TOPIC])
+
+    async def scenario() -> None:
+        def consumer_at_100() -> Any:  # committed 100; 101..110 processed; 100 not
+            app = faust.App("commit-guard-head", broker="kafka://127.0.0.1:1")
+            c = app.consumer
+            app.topics._acking_topics.add(TOPIC)
+            c._committed_offset[TP0] = 100
+            for o in range(101, 111):
+                m = ConsumerMessage(TOPIC, 0, o, 0.0, 0, [], None, b"{}", None)
+                faust_commits.mark_processed([SimpleNamespace(message=m)])
+                c.ack(m)
+            return c
+
+        assert faust_commits._ORIGINAL_NEW_OFFSET(consumer_at_100(), TP0) == 111  # Faust alone: 100 passed over
+        c = consumer_at_100()
+        assert c._new_offset(TP0) is None  # 100 was neither processed nor seen absent: wait for it
+        c._gap[TP0].addi(100, 101)  # the fetcher saw the log without 100 (a transaction marker)
+        assert c._new_offset(TP0) == 111
+
+    asyncio.run(scenario())
 
 
 def _revocation(committed: int, acked_before: range, finishing: range) -> tuple[int | None, Any]:
