@@ -1,28 +1,29 @@
-"""What Faust may commit: a batch's own acks, and gaps the fetcher saw in the log.
+"""What Faust may commit: offsets a batch finished, or that the fetcher saw absent from the log.
 
 Faust commits, per partition, up to the first offset it has not seen acknowledged, counting as
 acknowledged what its consumer's ``ack`` recorded and every "gap" (offsets it takes as absent from the
-log). Two paths recorded offsets that were never processed; after a crash those events were
-committed and lost (a 4-partition restart stress run lost 569 of 22,246; docs/operations.md
-"Restarts"):
+log). Each path below let a commit pass offsets nobody processed, found by the restart stress
+(docs/operations.md "Restarts"), where those events were committed and lost:
 
 - **skips**: a stream that finds its flow suspended (a rebalance, a stop) or a message of an older
-  consumer generation skips it and *acks* it; a ``noack`` stream does too. Between a revocation and
-  the next seek the partition's committed offset is unknown to Faust, so every such ack was recorded
-  and survived into the next assignment, where the commit passed the offset before the record,
-  fetched again, was processed;
-- **false gaps**: Faust infers a gap from its read offset, which its own seek sets back while the
-  fetcher loop moves on (streams/kafka/faust_consumer.py), and it counts the record being delivered in the gap.
+  consumer generation skips it and *acks* it, ``noack`` or not. For the topics of the batch agents
+  (:func:`guard_topics`) an ack is recorded only for a message whose batch finished
+  (:func:`mark_processed`, called by streams/worker/batches.py); a skipped record is fetched again by
+  the re-assignment or seek that follows every skip (streams/kafka/faust_consumer.py holds a record
+  delivered while the flow is suspended after the seek, so that none is skipped for good);
+- **gaps inferred from Faust's read offset**, which its own seek sets back while the fetcher loop
+  moves on, and which included the record being delivered: not recorded (:func:`_add_gap`); the
+  fetcher records the gaps it sees in the log as it delivers (streams/kafka/faust_consumer.py);
+- **a revocation's last commit**: Faust clears a revoked partition's committed offset, acks and gaps
+  first, then waits for the streams and commits, and that commit passed any hole below the acks of
+  the batch finishing meanwhile. The bookkeeping is kept until that commit
+  (:func:`_on_partitions_revoked`), and nothing is committed until the next seek says where;
+- **the committed offset itself**: Faust accepts acks that start one past it (it reads Kafka's
+  committed offset as the last one processed; it is the next one to process), so a worker's first
+  record could be skipped and committed. :func:`_new_offset` waits for it unless it is a gap.
 
-:func:`install` replaces ``Consumer.ack`` and ``Consumer._add_gap``. For the topics of the batch
-agents (:func:`guard_topics`), an ack is recorded only for a message whose batch finished
-(:func:`mark_processed`, called by streams/worker/batches.py); the ack of a skipped message is dropped: the
-re-assignment or seek that follows every skip (a skip happens only during a rebalance or a stop, or to
-a message of an older assignment) fetches the record again. A gap is recorded only where the fetcher
-saw the log lack those offsets (two records in a row from one position, or a position the broker
-refused), never the delivered record itself. Both err towards processing a record twice (effects are
-idempotent); a dropped ack that is not fetched again would show as a hole, which the stall guard
-(streams/worker/consumer_watch.py) recovers by a rejoin.
+Every rule errs towards processing a record twice (effects are idempotent); a record held back
+wrongly shows as a hole, which the stall guard (streams/worker/consumer_watch.py) recovers by a rejoin.
 """
 
 from __future__ import annotations

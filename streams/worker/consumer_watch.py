@@ -166,6 +166,10 @@ class ConsumerWatch:
             metrics.CONSUMER_STALLS.labels(stall.topic or stall.reason, stall.reason).inc()
             self._stalled.setdefault((stall.topic, stall.partition), committed.get((stall.topic, stall.partition)))
         why = "; ".join(s.describe() for s in stalls)
+        try:  # what the consumer looked like when it stalled, before the rejoin changes it
+            log.warning("%s", await self.report())
+        except Exception as exc:  # noqa: BLE001 - a report must never stop the recovery
+            log.warning("consumer state report failed: %s", exc)
         if self.recover and self.recoveries < self.max_recoveries:
             self.recoveries += 1
             log.error("consumer stalled: %s; recovering: rejoining the group (%d of %d)", why, self.recoveries,
