@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import tune_weights as tw
+from streams.tuning import weights as tw
 from detection.session_score import SessionScorer
 from detection.sessions import Sessionizer
 from encoders.categorical import CategoricalEncoder
