@@ -20,7 +20,7 @@ from streams.kafka.embedded_broker import free_port
 pytestmark = pytest.mark.integration
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # the Faust/mode spinner's cursor codes
-ALERT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\s+(low|medium|high|critical)\s+\d+\.\d\s+\w+=")
+ALERT_LINE = re.compile(r"^[0-9a-f-]+\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\s+(low|medium|high|critical)\s+\d+\.\d\s+\w+=")  # short id first
 
 
 def _alive(pid: int) -> bool:
