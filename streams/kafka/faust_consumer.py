@@ -220,6 +220,7 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
     applied = self.__dict__.setdefault("_secstream_applied", {})  # tp -> the stamp whose seek set its read offset
     records_it = self.scheduler.iterate(records)
     to_message = self._to_message
+    acks_enabled_for = self.app.topics.acks_enabled_for
     if not self.flow_active:
         try:
             await self.perform_seek()
@@ -232,24 +233,25 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
             for left in records:  # the rest of this fetch is left out: no gap after it is real
                 previous[left] = (stamps.get(left), None)
             break
+        stamp = stamps.get(tp)
         if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
-            previous[tp] = (stamps.get(tp), None)  # a record of this position was left out: no gap after it is real
+            previous[tp] = (stamp, None)  # a record of this position was left out: no gap after it is real
             _count_undelivered("partition not active", tp)
             continue
-        stamp = stamps.get(tp)
         if not _fresh(aiokafka_consumer, tp, stamp):
             _count_undelivered("fetched before a seek", tp)
             continue  # fetched before a seek of its partition: the seek fetches it again
-        if not self.app.flow_control.is_active() and self.app.topics.acks_enabled_for(tp.topic):
-            why = await _held_until_flowing(self, aiokafka_consumer, tp, stamp, generation_id)
-            if why is not None:
-                _count_undelivered(why, tp)
-                previous[tp] = (stamp, None)
-                continue
-        real = _real_gap(previous.get(tp), stamp, record.offset)
-        if real is not None and real[0] <= real[1] and self.app.topics.acks_enabled_for(tp.topic):
-            _record_gap(self, tp, *real)
-        previous[tp] = (stamp, record.offset)
+        if acks_enabled_for(tp.topic):  # a stream's record (not a changelog's): its commit is at stake
+            if not self.app.flow_control.is_active():
+                why = await _held_until_flowing(self, aiokafka_consumer, tp, stamp, generation_id)
+                if why is not None:
+                    _count_undelivered(why, tp)
+                    previous[tp] = (stamp, None)
+                    continue
+            real = _real_gap(previous.get(tp), stamp, record.offset)
+            if real is not None and real[0] <= real[1]:
+                _record_gap(self, tp, *real)
+            previous[tp] = (stamp, record.offset)
         if stamp is not None and stamp[1] and applied.get(tp) != stamp:
             # the first record fetched after a seek: its read offset is the seek's, so the loop delivers what
             # the seek fetches again instead of dropping it as a copy of records delivered before the seek
