@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from streams.cli.terminal import table
-from streams.hunt.args import ENTITY_TYPES, parse_entity, parse_when  # numpy-free; re-exported here
+from streams.hunt.args import ENTITY_TYPES
 from streams.hunt.engine import HuntError, HuntFilters, HuntHit, HuntResult, hunt
 from streams.config.settings import Settings
 
-__all__ = ["format_table", "hit_json", "no_event_contains", "parse_entity", "parse_when", "run_hunt"]
+__all__ = ["format_table", "hit_json", "no_event_contains", "run_hunt"]
 
 _SUMMARY_CHARS = 72
 

@@ -15,7 +15,7 @@ from streams.hunt.engine import (
     session_entity_ok,
     session_filter,
 )
-from streams.hunt.command import parse_entity, parse_when
+from streams.hunt.args import parse_entity, parse_when
 from streams.store import FieldContains, FieldMatch, FieldRange
 
 
