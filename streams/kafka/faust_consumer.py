@@ -1,14 +1,5 @@
 """Faust's Kafka consumer, tuned and fixed where Faust gives no setting.
 
-**Fetch wait.** Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500``, hard-coded. A
-Kafka broker answers a fetch as soon as any data arrives, so the value only bounds idle polling
-there; Tansu (the embedded broker) holds every fetch that finds no data for the whole wait, even
-when data arrives meanwhile. Measured on Tansu 0.6.0, one hop producer → consumer: p50 0.632 s with
-1,500 ms, 0.016 s with 100 ms. The worker's events reach an alert over two hops (events, then
-alert-steps), so this alone made event→alert latency seconds. :func:`limit_fetch_wait` sets the
-worker's wait (``SECSTREAM_KAFKA_FETCH_MAX_WAIT_MS``); against Kafka a short wait costs a few empty
-fetches per second while idle.
-
 **Stale fetches after a seek** (the restart stall, docs/operations.md "Restarts"). Faust's fetcher
 loop (``Consumer._drain_messages``) remembers, per partition, the offset of the last message it
 delivered (``_read_offset``) and drops any later message below it as a duplicate. Records are
@@ -41,22 +32,7 @@ from typing import Any
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["fix_stale_fetches", "limit_fetch_wait", "undelivered"]
-
-_ORIGINAL = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-_wait_ms = {"value": 1500}
-
-
-def _create_worker_consumer(self: Any, transport: Any) -> Any:
-    consumer = _ORIGINAL(self, transport)
-    consumer._fetch_max_wait_ms = _wait_ms["value"]  # read by AIOKafkaConsumer.start() to build its Fetcher
-    return consumer
-
-
-def limit_fetch_wait(ms: int) -> None:
-    """Make Faust's consumers of this process wait at most ``ms`` for data per fetch."""
-    _wait_ms["value"] = int(ms)
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+__all__ = ["fix_stale_fetches", "undelivered"]
 
 
 class _StampedRecords(dict):  # type: ignore[type-arg]

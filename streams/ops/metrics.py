@@ -83,6 +83,14 @@ CONSUMER_STALL_RECOVERIES = Counter("secstream_consumer_stall_recoveries_total",
 CONSUMER_STALLED = Gauge("secstream_consumer_stalled",
                          "1 while a stall is unresolved (recovery off or given up: /readyz is false), else 0.",
                          registry=REGISTRY)
+CONSUMER_FETCH_WAIT = Gauge("secstream_consumer_fetch_wait_ms",
+                            "The longest a fetch waits for data now: SECSTREAM_KAFKA_FETCH_MAX_WAIT_MS while caught "
+                            "up, more while the broker starves a partition (streams/kafka/fetch_wait.py).",
+                            registry=REGISTRY)
+CONSUMER_STARVED_FETCHES = Counter("secstream_consumer_starved_fetches_total",
+                                   "Fetches the broker answered with no records for a partition whose high-water mark "
+                                   "is above the fetch position (the wait grows; streams/kafka/fetch_wait.py).",
+                                   registry=REGISTRY)
 STORE_POINTS = Gauge("secstream_store_points", "Points in a store collection.", ["collection"], registry=REGISTRY)
 STORE_UP = Gauge("secstream_store_up", "1 while the vector store answers; 0 while a call is failing and being "
                  "retried (streams/store/retry.py: the batch waits, the backlog stays in Kafka).", registry=REGISTRY)
@@ -187,6 +195,13 @@ def served_url(host: str, port: int) -> str:
     """``http://HOST:PORT`` of the address bound (an IPv6 address in brackets)."""
     host = host or "0.0.0.0"
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def observe_fetch_wait(wait_ms: int, starved: bool) -> None:
+    """After each answered fetch (the consumer's thread): the wait the next fetch gets, and a starved fetch."""
+    CONSUMER_FETCH_WAIT.set(wait_ms)
+    if starved:
+        CONSUMER_STARVED_FETCHES.inc()
 
 
 def observe_threshold(kind: str, threshold: ThresholdLike) -> None:

@@ -131,7 +131,8 @@ class ConsumerWatch:
                  f"{faust_consumer.undelivered() or 'none'}",
                  f"  paused: {_names(consumer._paused_partitions)}",
                  f"  not fetched while their agent's buffer is full: {_names(consumer._buffered_partitions)}",
-                 f"  fetched: {_names(consumer._get_active_partitions())}"]
+                 f"  fetched: {_names(consumer._get_active_partitions())}",
+                 f"  aiokafka fetcher: {_fetcher_state(consumer)}"]
         read = consumer._read_offset
         for state in await self.states():
             lines.append(f"  {state.topic}/{state.partition}: listed end {state.listed_end}, highwater "
@@ -208,6 +209,27 @@ async def _within(awaitable: Any, default: Any, timeout_s: float = 5.0) -> Any:
         return await asyncio.wait_for(awaitable, timeout_s)
     except Exception:  # noqa: BLE001 - rebalancing, not started, the broker away: no reading this round
         return default
+
+
+def _fetcher_state(consumer: Any) -> str:
+    """aiokafka's fetcher as the consumer thread sees it: results fetched and not yet handed over (a partition
+    with one is not fetched again until it is consumed), nodes with a fetch in flight, the fetch task."""
+    aio = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    fetcher = getattr(aio, "_fetcher", None)
+    if fetcher is None:
+        return "not started"
+    now = time.monotonic()
+    held = []
+    for tp, result in list(fetcher._records.items()):
+        records = getattr(result, "_partition_records", None)
+        nxt = getattr(records, "next_fetch_offset", None)
+        age = now - getattr(result, "_created", now)
+        held.append(f"{tp.topic}/{tp.partition}={type(result).__name__}(next {nxt}, {age:.0f} s old)")
+    task = getattr(fetcher, "_fetch_task", None)
+    task_state = "none" if task is None else ("done: " + repr(task.exception()) if task.done() and not
+                                             task.cancelled() else ("cancelled" if task.cancelled() else "running"))
+    return (f"wait {fetcher._fetch_max_wait_ms} ms (streams/kafka/fetch_wait.py), held {sorted(held) or 'none'}, "
+            f"in flight to nodes {sorted(fetcher._in_flight) or 'none'}, fetch task {task_state}")
 
 
 def _names(tps: Any) -> list[str]:

@@ -29,7 +29,8 @@ from streams.worker.batches import finish_batch
 from streams.worker.consumer_watch import ConsumerWatch
 from streams.worker.entity_agent import EntityAgent
 from streams.stages.entity_stage import EntityStage, entity_steps
-from streams.kafka.faust_consumer import fix_stale_fetches, limit_fetch_wait
+from streams.kafka.faust_consumer import fix_stale_fetches
+from streams.kafka.fetch_wait import adapt_fetch_wait, limit_fetch_wait
 from streams.worker.feedback_agent import FeedbackAgent
 from streams.ops.health import Health
 from streams.kafka.client_options import aiokafka_kwargs, faust_credentials
@@ -105,6 +106,8 @@ class Worker:
         self.health = health or Health()  # /healthz, /readyz (streams/ops/health.py)
         s = settings
         limit_fetch_wait(s.kafka_fetch_max_wait_ms)
+        metrics.CONSUMER_FETCH_WAIT.set(s.kafka_fetch_max_wait_ms)
+        adapt_fetch_wait(metrics.observe_fetch_wait)  # longer while the broker starves a partition (streams/kafka/fetch_wait.py)
         fix_stale_fetches()  # the restart stall (streams/kafka/faust_consumer.py, docs/operations.md "Restarts")
         faust_commits.install()  # commit only what a batch finished (streams/kafka/faust_commits.py)
         if s.trace_consumer:

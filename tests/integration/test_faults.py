@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -289,35 +287,6 @@ def test_worker_stop_and_kill_mid_batch_lose_nothing(tmp_path: Path, broker: Emb
     print("worker stop and kill:", figures, "events consumed after the kill:", redelivered)
 
 
-@pytest.fixture()
-def s3(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A local S3 server (moto) with a bucket ``tansu``: the broker's durable storage."""
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("moto")
-    port = free_port()
-    log = open(tmp_path / "s3.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "eu-west-2",
-           "AWS_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true"}
-    try:
-        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT"], aws_access_key_id="test",
-                              aws_secret_access_key="test", region_name="eu-west-2")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.create_bucket(Bucket="tansu", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"})
-                break
-            except Exception:  # noqa: BLE001 - not listening yet
-                assert time.monotonic() < deadline, (tmp_path / "s3.log").read_text()
-                time.sleep(0.2)
-        yield env
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-        log.close()
-
-
 @needs_data
 @pytest.mark.timeout(600)  # its own waits add up past the suite's 300 s (240 s for the store alone)
 def test_broker_killed_and_restarted_mid_stream_loses_nothing(tmp_path: Path, s3: dict[str, str]) -> None:
@@ -326,8 +295,8 @@ def test_broker_killed_and_restarted_mid_stream_loses_nothing(tmp_path: Path, s3
     broker = EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log", storage="s3://tansu/", env=s3).start()
     try:
         asyncio.run(create_topic(broker.bootstrap, TOPIC, partitions=1))
-        # after the broker's SIGKILL the session and entity step topics often stop being fetched, and a rejoin
-        # does not bring them back (docs/operations.md "After a broker crash"): the guard only reports it here
+        # the stall guard reports only: a rejoin must not be what makes this test pass (on S3 storage the broker
+        # starved the step topics of a consumer behind it until the fetch wait grew, streams/kafka/fetch_wait.py)
         worker = WorkerProc(broker.bootstrap, tmp_path / "data", tmp_path / "worker.log", SECSTREAM_STALL_RECOVERY="false")
         try:
             produce(broker.bootstrap, first)
@@ -344,8 +313,10 @@ def test_broker_killed_and_restarted_mid_stream_loses_nothing(tmp_path: Path, s3
                                     env=s3).start()
             producer.join(120)
             assert producer.acked == len(second), producer.error
-            wait_stored(worker, len(ids), timeout=240)
+            wait_stored(worker, len(ids))
             wait_attacks_alerted(worker, broker.bootstrap)
+            stalls = worker.metric_sums("secstream_consumer_stall").get("secstream_consumer_stalls_total", 0)
+            assert stalls == 0, (tmp_path / "worker.log").read_text()[-3000:]
         finally:
             code = worker.stop()
         assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
