@@ -32,8 +32,14 @@ def metric(port: int, name: str, labels: str = "") -> float:
     return float(m.group(1)) if m else -1.0
 
 
-# Unmistakable valid events appended after a sample stream: a process and a port this
-# stream has never had, on a source it has never seen. They must alert.
+# The year the OpenSSH sample's syslog dates are read with. Left to the adapter, the year is the latest
+# in which "Dec 10" is not in the future (2025 until 2026-12-10): the INJECTED events below, dated a year
+# later, moved the baseline's clock past its 30-day TTL and expired every exemplar, so the second one,
+# when it came in a batch of its own, was scored against nothing ("alert without neighbours").
+SAMPLE_YEAR = 2026
+
+# Unmistakable valid events appended after a sample stream (an hour after the OpenSSH sample read with
+# SAMPLE_YEAR): a process and a port this stream has never had, on a source it has never seen. They must alert.
 INJECTED = [
     json.dumps({"event_id": f"inj-{i}", "time": f"2026-12-10T12:00:0{i}Z", "source": "sysmon",
                 "event_type": "process_start", "host": "ws-07", "user": "mallory",

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka_helpers import INJECTED, INJECTED_IDS, WorkerProc, drain, metric
+from kafka_helpers import INJECTED, INJECTED_IDS, SAMPLE_YEAR, WorkerProc, drain, metric
 
 from schemas.models import decode_event
 from streams.adapters import read_records
@@ -56,7 +56,7 @@ needs_data = pytest.mark.skipif(not OPENSSH.exists(), reason=f"sample data not f
 
 def stream() -> tuple[list[bytes], list[bytes], set[str]]:
     """(first part, second part, distinct valid ids): malformed messages spread over both parts."""
-    valid = [r.value for r in read_records(OPENSSH, "sshd") if r.value is not None]
+    valid = [r.value for r in read_records(OPENSSH, "sshd", year=SAMPLE_YEAR) if r.value is not None]
     bad = list(MALFORMED)
     first = valid[:1000] + bad[:3]
     second = valid[1000:1500] + bad[3:] + valid[1500:] + INJECTED

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from kafka_helpers import INJECTED, INJECTED_IDS, WorkerProc, drain
+from kafka_helpers import INJECTED, INJECTED_IDS, SAMPLE_YEAR, WorkerProc, drain
 
 from schemas.errors import InvalidEvent
 from schemas.models import decode_event
@@ -59,7 +59,7 @@ def _points(data_dir: Path) -> int:
 
 @pytest.mark.skipif(not OPENSSH.exists(), reason=f"sample data not found at {OPENSSH} (needs ../shared/data)")
 def test_worker_end_to_end(tmp_path: Path) -> None:
-    valid = [r.value for r in read_records(OPENSSH, "sshd") if r.value is not None]
+    valid = [r.value for r in read_records(OPENSSH, "sshd", year=SAMPLE_YEAR) if r.value is not None]
     assert len(valid) == 2000
     distinct_ids = {decode_event(v).event_id for v in valid + INJECTED}
     for raw, reason in MALFORMED.items():
