@@ -314,6 +314,11 @@ class Settings(BaseSettings):
     sample: bool = True  # feed the bundled sample stream when the broker is embedded
     sample_rate: float = Field(default=1000.0, gt=0)  # events/s when feeding the sample
     state_interval_s: float = Field(default=30.0, gt=0)  # how often detector/encoder state is saved
+    store_count_interval_s: float = Field(
+        default=5.0, gt=0,
+        description="how often secstream_store_points is refreshed (an exact count: every point of an edge shard, "
+                    "a request to a server)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info",
         description="secstream's own log level; Faust and aiokafka log from warning up unless debug",

@@ -94,7 +94,7 @@ nothing and also makes ``close()`` safe against an in-flight query.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from streams.store.base import (
     DEFAULT_INDEXES,
@@ -117,7 +117,6 @@ from streams.store.base import (
     check_quantization,
     point_id,
 )
-from streams.store.client_engine import ClientStore
 from streams.store.edge_engine import EdgeStore
 
 __all__ = ["DEFAULT_INDEXES", "ENGINES", "NAMESPACE", "QUANTIZATIONS", "ClientStore", "CollectionInfo",
@@ -126,6 +125,16 @@ __all__ = ["DEFAULT_INDEXES", "ENGINES", "NAMESPACE", "QUANTIZATIONS", "ClientSt
            "open_store", "point_id"]
 
 ENGINES = ("edge", "local")
+
+
+def __getattr__(name: str) -> Any:
+    """``ClientStore`` on first use: qdrant-client costs 1.3 s of imports that a worker on the edge engine (the
+    default) never needs."""
+    if name == "ClientStore":
+        from streams.store.client_engine import ClientStore
+
+        return ClientStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_store(*, url: str = "", api_key: str = "", engine: Literal["edge", "local"] = "edge",
@@ -139,11 +148,15 @@ def open_store(*, url: str = "", api_key: str = "", engine: Literal["edge", "loc
     """
     check_quantization(quantization)
     if url:
+        from streams.store.client_engine import ClientStore
+
         return ClientStore(url=url, api_key=api_key, quantization=quantization, ca_file=ca_file)
     if engine == "edge":
         if path is None:
             raise StoreError("engine 'edge' needs path=<directory>; use engine='local' for an in-memory store")
         return EdgeStore(path, quantization=quantization)
     if engine == "local":
+        from streams.store.client_engine import ClientStore
+
         return ClientStore(path=path, quantization=quantization)
     raise StoreError(f"unknown store engine {engine!r}; valid engines: {', '.join(ENGINES)}")

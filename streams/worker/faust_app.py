@@ -180,7 +180,7 @@ class Worker:
                                    store_failing=lambda: getattr(pipeline.store, "up", True) is False)
         self.app.timer(min(5.0, s.stall_timeout_s / 4), name="consumer-watch")(self._watch_timer)
         self.points = StorePointsGauge(pipeline.store, EVENTS_COLLECTION) if pipeline.store is not None else None
-        self.app.timer(5.0, name="points")(self._points_timer)
+        self.app.timer(s.store_count_interval_s, name="points")(self._points_timer)
         self.app.timer(1.0, name="health")(self._health_timer)
         self.app.timer(s.state_interval_s, name="state")(self._state_timer)
         if s.print_alerts:

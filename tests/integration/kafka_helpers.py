@@ -60,7 +60,9 @@ class WorkerProc:
                "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning",
                # one partition unless asked: the worker consumes in input order, so events
                # produced last are scored last whatever their key
-               "SECSTREAM_TOPIC_PARTITIONS": "1", "HF_HUB_OFFLINE": "1", **env_extra}
+               "SECSTREAM_TOPIC_PARTITIONS": "1", "HF_HUB_OFFLINE": "1",
+               "SECSTREAM_STORE_COUNT_INTERVAL_S": "1",  # wait_metric on secstream_store_points: a fresh count
+               **env_extra}
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(argv or [sys.executable, "-m", "streams.cli.main", "run"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
