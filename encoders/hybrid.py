@@ -137,6 +137,11 @@ class HybridEncoder:
         self.stage: TemplateStage = self._text.stage if self._text is not None else TemplateStage()
         self._parts: dict[str, slice] | None = None
 
+    def preload(self) -> None:
+        """Start loading the text model on a thread of its own (:meth:`TextEncoder.preload`); no-op without one."""
+        if self._text is not None:
+            self._text.preload()
+
     @property
     def weights(self) -> dict[str, float]:
         """Normalized weights (sum 1) of the components in the layout, in block order."""

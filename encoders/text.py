@@ -59,6 +59,25 @@ def _load_model(path: str) -> Any:
         return model
 
 
+_PLAIN_MODULES = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+                  "sentence_transformers.models.Normalize")
+
+
+def _declared_dim(path: str) -> int | None:
+    """The embedding width a sentence-transformers directory declares, or None where only loading says it: its
+    modules are a transformer, a pooling layer and optionally a normalisation (no dense layer that changes the
+    width), and the pooling layer's config names ``word_embedding_dimension``."""
+    try:
+        modules = json.loads(Path(path, "modules.json").read_text())
+        if [m.get("type") for m in modules] not in (list(_PLAIN_MODULES[:2]), list(_PLAIN_MODULES)):
+            return None
+        pooling = json.loads(Path(path, modules[1].get("path", ""), "config.json").read_text())
+        dim = int(pooling["word_embedding_dimension"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return dim if dim > 0 else None
+
+
 class TextEncoder(ComponentEncoder):
     """Embed the mined template of each message, plus a hashed parameter block.
 
@@ -142,9 +161,21 @@ class TextEncoder(ComponentEncoder):
         """The loaded sentence-transformers model (loads it on first access)."""
         return _load_model(self._model_path)
 
+    def preload(self) -> threading.Thread:
+        """Load the model on a thread of its own and return it: a worker starts while it loads (the first
+        encode waits for it). Loading is ~6 s here, mostly imports, and a worker's join of its group
+        (seconds of waiting on the broker) then overlaps it."""
+        thread = threading.Thread(target=lambda: self.model, name="model-load", daemon=True)
+        thread.start()
+        return thread
+
     @property
     def model_dim(self) -> int:
-        """Embedding width reported by the model (384 for MiniLM-L6)."""
+        """Embedding width (384 for MiniLM-L6): declared by the model directory when it is a plain
+        transformer + pooling (+ normalize) pipeline, so the width is known without loading the model;
+        otherwise reported by the loaded model."""
+        if self._dim is None:
+            self._dim = _declared_dim(self._model_path)
         if self._dim is None:
             model = self.model
             getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension

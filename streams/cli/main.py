@@ -146,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"metrics on {url}/metrics{where} (probes: /healthz, /readyz)", file=sys.stderr, flush=True)
         store = build_store(settings, retry=True)
         pipeline = build_pipeline(settings, store)
+        pipeline.encoder.preload()  # the model loads while the worker starts and joins its group
         load_state(pipeline, settings.data_dir / "state")
         load_feedback(pipeline.feedback, settings.data_dir / "state", pipeline.model_version)
         stage = build_session_stage(settings, pipeline, store)

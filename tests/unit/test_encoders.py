@@ -132,6 +132,25 @@ def test_params_share_is_the_params_blocks_squared_norm() -> None:
     assert float(out.vectors[1] @ out.vectors[1]) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_the_declared_width_is_the_loaded_models(tmp_path: Path) -> None:
+    """The width comes from the model directory (no model load while a worker starts, encoders/text.py), and it is
+    what the loaded model reports; a directory with a layer that could change the width is not trusted."""
+    import json
+    import shutil
+
+    from encoders.text import _declared_dim, default_model_path
+
+    model = TextEncoder().model
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    assert _declared_dim(default_model_path()) == getter() == 384
+    odd = tmp_path / "odd"
+    shutil.copytree(default_model_path(), odd, ignore=shutil.ignore_patterns("*.safetensors"))
+    modules = json.loads((odd / "modules.json").read_text())
+    (odd / "modules.json").write_text(json.dumps(modules + [{"idx": 3, "name": "3", "path": "3_Dense",
+                                                             "type": "sentence_transformers.models.Dense"}]))
+    assert _declared_dim(str(odd)) is None
+
+
 def test_text_cache_arrays_round_trip() -> None:
     first = TextEncoder()
     events = [_ssh("root", "10.0.0.5", 1), {"message": "disk full on /dev/sda1"}]
