@@ -219,7 +219,7 @@ def test_store_outage_then_slow_store_loses_nothing(tmp_path: Path, broker: Embe
             assert worker.proc.poll() is None, f"worker exited with {worker.proc.returncode}"
             time.sleep(0.5)
         assert metric(worker.port, "secstream_store_up") == 0
-        time.sleep(3)  # the batch waits; nothing is dead-lettered, the worker stays up
+        time.sleep(1)  # the batch waits; nothing is dead-lettered, the worker stays up
         assert metric(worker.port, "secstream_dlq_total", 'reason="processing_error"') <= 0
         assert worker.proc.poll() is None
     finally:
@@ -231,7 +231,7 @@ def test_store_outage_then_slow_store_loses_nothing(tmp_path: Path, broker: Embe
     worker = fault_worker(broker.bootstrap, tmp_path, "worker2")
     try:
         produce(broker.bootstrap, second[300:])
-        time.sleep(5)
+        wait_stored(worker, 1300)  # the withheld batch and those produced during the outage, on the slow store
         set_fault(fault, "")
         wait_stored(worker, len(ids))
         wait_attacks_alerted(worker, broker.bootstrap)
