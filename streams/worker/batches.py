@@ -67,6 +67,8 @@ async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) 
     """
     task = asyncio.ensure_future(work)
     _in_flight[task] = (agent, time.monotonic())
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s: a batch of %d starts (%s)", agent, len(events), _offsets(events))
     task.add_done_callback(lambda t: _in_flight.pop(t, None))
     cancelled = False
     while not task.done():
@@ -83,6 +85,7 @@ async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) 
     ok = not task.cancelled() and task.exception() is None
     if ok:
         mark_processed(events)  # their acks may now be committed (streams/kafka/faust_commits.py)
+        log.debug("%s: the batch of %d finished (%s)", agent, len(events), _offsets(events))
     else:
         exc = None if task.cancelled() else task.exception()
         metrics.BATCHES_WITHHELD.labels(agent).inc()
@@ -92,3 +95,14 @@ async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) 
     if cancelled:
         raise asyncio.CancelledError()
     return ok
+
+
+def _offsets(events: Sequence[Any]) -> str:
+    """``topic/partition first..last`` of a batch's messages, for a debug line."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for event in events:
+        message = getattr(event, "message", None)
+        if message is not None:
+            span = spans.setdefault((message.topic, message.partition), [message.offset, message.offset])
+            span[0], span[1] = min(span[0], message.offset), max(span[1], message.offset)
+    return ", ".join(f"{t}/{p} {a}..{b}" for (t, p), (a, b) in sorted(spans.items())) or "no messages"

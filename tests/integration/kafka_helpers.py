@@ -57,7 +57,8 @@ class WorkerProc:
         self.port = free_port()
         env = {**os.environ, "SECSTREAM_KAFKA_BOOTSTRAP": bootstrap, "SECSTREAM_DATA_DIR": str(data_dir),
                "SECSTREAM_PRINT_ALERTS": "false", "SECSTREAM_METRICS_PORT": str(self.port),
-               "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning",
+               "SECSTREAM_METRICS_HOST": "127.0.0.1",
+               "SECSTREAM_LOG_LEVEL": os.environ.get("TEST_WORKER_LOG_LEVEL", "warning"),  # info, debug: to diagnose
                # one partition unless asked: the worker consumes in input order, so events
                # produced last are scored last whatever their key
                "SECSTREAM_TOPIC_PARTITIONS": "1", "HF_HUB_OFFLINE": "1",
@@ -143,6 +144,35 @@ class WorkerProc:
                 self.proc.kill()
             self.log.close()
         return code
+
+
+def stored_points(data_dir: Path, collection: str = "events") -> int:
+    """Points in a stopped worker's embedded store (the edge engine locks its files while a worker runs)."""
+    from encoders.hybrid import build_default_encoder
+    from streams.store import CollectionSpec, open_store
+
+    store = open_store(engine="edge", path=data_dir / "qdrant")
+    try:
+        store.ensure(CollectionSpec(name=collection, dense_dim=build_default_encoder().dim))
+        return store.count(collection)
+    finally:
+        store.close()
+
+
+def committed_offset(bootstrap: str, topic: str, partition: int = 0, group: str = "secstream") -> int | None:
+    """The group's committed offset of ``topic``/``partition`` as the broker answers an OffsetFetch, asked by a
+    consumer that carries the group id and never joins the group."""
+    from aiokafka import TopicPartition
+
+    async def read() -> int | None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return await consumer.committed(TopicPartition(topic, partition))
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
 
 
 async def drain(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes | None, bytes]]:

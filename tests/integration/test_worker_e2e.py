@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from kafka_helpers import INJECTED, INJECTED_IDS, SAMPLE_YEAR, WorkerProc, drain
+from kafka_helpers import INJECTED, INJECTED_IDS, SAMPLE_YEAR, WorkerProc, drain, stored_points
 
 from schemas.errors import InvalidEvent
 from schemas.models import decode_event
@@ -42,19 +42,6 @@ MALFORMED: dict[bytes, str] = {
 }
 
 
-
-
-def _points(data_dir: Path) -> int:
-    """Points in the worker's embedded store, opened after the worker has exited."""
-    from encoders.hybrid import build_default_encoder
-    from streams.store import CollectionSpec, open_store
-
-    store = open_store(engine="edge", path=data_dir / "qdrant")
-    try:
-        store.ensure(CollectionSpec(name="events", dense_dim=build_default_encoder().dim))
-        return store.count("events")
-    finally:
-        store.close()
 
 
 @pytest.mark.skipif(not OPENSSH.exists(), reason=f"sample data not found at {OPENSSH} (needs ../shared/data)")
@@ -108,7 +95,7 @@ def test_worker_end_to_end(tmp_path: Path) -> None:
             assert got.get(len(raw)) == reason, f"{raw[:40]!r}: DLQ says {got.get(len(raw))}, want {reason}"
             assert all(d["detail"] for d in dlq)
 
-        assert _points(data_dir) == len(distinct_ids)
+        assert stored_points(data_dir) == len(distinct_ids)
 
         # the same events again, through a restarted worker: no new points
         worker = WorkerProc(broker.bootstrap, data_dir, tmp_path / "worker2.log")
@@ -117,4 +104,4 @@ def test_worker_end_to_end(tmp_path: Path) -> None:
             worker.wait_processed(len(valid) + len(INJECTED))
         finally:
             assert worker.stop() == 0
-        assert _points(data_dir) == len(distinct_ids)
+        assert stored_points(data_dir) == len(distinct_ids)
