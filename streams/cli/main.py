@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = settings.model_copy(update={"data_dir": data_dir})
     store = None
     try:
-        health = Health()
+        health = Health(restart_after_s=settings.stall_restart_after_s)
         url = serve(settings.metrics_port, settings.metrics_host, health=health)
         if url:  # the address really bound: loopback by default, every interface only when asked
             where = " (every interface)" if settings.metrics_host in ("0.0.0.0", "::", "") else ""

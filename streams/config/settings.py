@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         default=3, ge=1,
         description="rejoins in a row that may fail before the worker gives up (/readyz 503)",
     )
+    stall_restart_after_s: float = Field(
+        default=300.0, ge=0,
+        description="after giving up on a stall for this long, /healthz answers 503 too, so that a liveness "
+                    "probe restarts the worker (an orchestrator does not replace a pod that is only unready); "
+                    "0: never",
+    )
     # Kafka security (docs/security.md; streams/kafka/client_options.py turns these into client options).
     # Every secret (SecretStr) also reads from SECSTREAM_<NAME>_FILE (streams/config/security.py).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(

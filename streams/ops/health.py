@@ -11,7 +11,9 @@
   partitions of the events topic. Not ready while starting, during a rebalance that left it
   none, and from the start of a shutdown (so a load balancer or a rollout stops waiting on it).
   Not ready either while its consumer is *stalled* and could not recover by itself
-  (:mod:`streams.worker.consumer_watch`): an orchestrator then replaces it.
+  (:mod:`streams.worker.consumer_watch`). Kubernetes does not replace a pod that is only unready,
+  so a worker stalled for ``restart_after_s`` (``SECSTREAM_STALL_RESTART_AFTER_S``) is not live
+  either: its liveness probe fails and the kubelet restarts it with a fresh consumer.
 
 Both answer ``200`` with ``ok`` or ``503`` with the reason, one line of plain text.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 __all__ = ["Health"]
 
@@ -27,12 +30,19 @@ __all__ = ["Health"]
 class Health:
     """Thread-safe health state; see the module docstring."""
 
-    def __init__(self, stall_s: float = 30.0) -> None:
+    def __init__(self, stall_s: float = 30.0, *, restart_after_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``restart_after_s``: a consumer stalled this long makes the worker not live (0: never)."""
         if stall_s <= 0:
             raise ValueError(f"stall_s must be > 0, got {stall_s}")
+        if restart_after_s < 0:
+            raise ValueError(f"restart_after_s must be >= 0, got {restart_after_s}")
         self.stall_s = stall_s
+        self.restart_after_s = restart_after_s
+        self._clock = clock
         self._lock = threading.Lock()
-        self._beat = time.monotonic()
+        self._beat = clock()
+        self._stalled_since: float | None = None
         self._beating = False
         self._ready = False
         self._why = "starting"
@@ -41,7 +51,7 @@ class Health:
     def beat(self) -> None:
         """The event loop is running (called by a timer)."""
         with self._lock:
-            self._beat = time.monotonic()
+            self._beat = self._clock()
             self._beating = True
 
     def set_ready(self, ready: bool, why: str = "") -> None:
@@ -52,14 +62,22 @@ class Health:
         """The consumer is stalled and did not recover (``why``), or no longer (empty)."""
         with self._lock:
             self._stalled = why
+            if not why:
+                self._stalled_since = None
+            elif self._stalled_since is None:
+                self._stalled_since = self._clock()
 
     def live(self) -> tuple[bool, str]:
         with self._lock:
-            age, beating = time.monotonic() - self._beat, self._beating
+            now = self._clock()
+            age, beating = now - self._beat, self._beating
+            stalled, since = self._stalled, self._stalled_since
         if not beating:
             return True, "starting"
         if age > self.stall_s:
             return False, f"event loop silent for {age:.0f} s (limit {self.stall_s:.0f} s)"
+        if stalled and since is not None and self.restart_after_s and now - since >= self.restart_after_s:
+            return False, f"consumer stalled for {now - since:.0f} s and not recovered: {stalled}"
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:

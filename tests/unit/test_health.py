@@ -52,6 +52,38 @@ def test_a_stalled_consumer_turns_readiness_false_with_the_reason_until_it_clear
     assert get(port, "/readyz") == (200, "ok\n")
 
 
+def test_a_consumer_stalled_past_the_restart_limit_fails_liveness_so_the_worker_is_restarted() -> None:
+    """Kubernetes does not replace a pod that is only unready: after SECSTREAM_STALL_RESTART_AFTER_S of a stall the
+    guard gave up on, /healthz fails too and the kubelet's liveness probe restarts the worker."""
+    now = [1000.0]
+    health = Health(stall_s=30.0, restart_after_s=300.0, clock=lambda: now[0])
+    port = free_port()
+    serve(port, "127.0.0.1", health=health)
+    health.beat()
+    health.set_ready(True)
+    health.set_stalled("secstream.events/0: hole for 60 s")
+    now[0] += 299.0
+    health.beat()
+    health.set_stalled("secstream.events/0: hole for 359 s")  # the guard says it again: the clock does not restart
+    assert get(port, "/healthz") == (200, "ok\n")
+    now[0] += 1.0
+    health.beat()
+    status, text = get(port, "/healthz")
+    assert status == 503 and text.startswith("consumer stalled for 300 s and not recovered: secstream.events/0")
+    health.set_stalled("")  # it cleared by itself: live again, and a new stall starts a new clock
+    assert get(port, "/healthz") == (200, "ok\n")
+    health.set_stalled("secstream.events/0: hole for 60 s")
+    now[0] += 299.0
+    health.beat()
+    assert get(port, "/healthz") == (200, "ok\n")
+    never = Health(restart_after_s=0.0, clock=lambda: now[0])
+    never.beat()
+    never.set_stalled("x")
+    now[0] += 1e6
+    never.beat()
+    assert never.live() == (True, "ok")
+
+
 def test_metrics_bind_loopback_unless_told_and_say_the_address_they_bound() -> None:
     from streams.config.settings import Settings
 
