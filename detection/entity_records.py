@@ -25,8 +25,6 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
-
 from detection.calibration import TailCalibrator
 from detection.entity_groups import EntityKey
 from detection.entity_tracker import EntityTracker
