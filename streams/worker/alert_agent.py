@@ -118,6 +118,11 @@ class AlertAgent(TableAgent):
         alerts, vectors = await self.run(self._screen, raised)
         deduper = self.deduper(partition)
         outcome = deduper.process(alerts)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("alerts: partition %d: %d raised, published %s, folded %d, rate-limited %d, repeated %d",
+                      partition, len(alerts), [(d["alert_id"][:8], d.get("count"), bool(d.get("update")))
+                                               for d in outcome.published], outcome.folded, outcome.rate_limited,
+                      outcome.repeated)
         sends = [await self.alerts_topic.send(key=str(doc["alert_id"]).encode(), value=dumps(self.render(doc)))
                  for doc in outcome.published]
         if sends:
@@ -155,6 +160,9 @@ class AlertAgent(TableAgent):
             found.update(self._stored_vectors(missing))
         points = [StorePoint(id=point_id(i), dense=found[i], payload=d) for i, d in zip(ids, docs) if i in found]
         metrics.ALERTS_UNSTORED.inc(len(ids) - len(points))
+        if len(points) < len(ids):
+            log.warning("alerts: %d published alerts not stored, no evidence vector found: %s", len(ids) - len(points),
+                        [i for i in ids if i not in found])
         if points:
             self.store.upsert(ALERTS, points)
 
