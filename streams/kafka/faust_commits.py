@@ -20,7 +20,12 @@ log). Each path below let a commit pass offsets nobody processed, found by the r
   (:func:`_on_partitions_revoked`), and nothing is committed until the next seek says where;
 - **the committed offset itself**: Faust accepts acks that start one past it (it reads Kafka's
   committed offset as the last one processed; it is the next one to process), so a worker's first
-  record could be skipped and committed. :func:`_new_offset` waits for it unless it is a gap.
+  record could be skipped and committed. :func:`_new_offset` waits for it unless it is a gap. A
+  partition the group never committed starts where aiokafka reset it (the log's start): its first
+  commit waits for that offset too. Without that, records fetched at a worker's start and let go
+  while its flow was suspended (streams/kafka/faust_consumer.py) were never fetched again, since the
+  seek to a committed offset that does not exist moves nothing, and the first commit passed them
+  (3 alerts lost in the store-outage fault test, 2026-12-07).
 
 Every rule errs towards processing a record twice (effects are idempotent); a record held back
 wrongly shows as a hole, which the stall guard (streams/worker/consumer_watch.py) recovers by a rejoin.
@@ -144,6 +149,10 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     if tp in self.__dict__.get("_secstream_unknown_committed", ()):
         return None
     committed, acked = self._committed_offset[tp], self._acked[tp]
+    if committed is None and acked:  # never committed: the first commit starts where the group started reading
+        from streams.kafka.faust_consumer import group_start
+
+        committed = group_start(self, tp)
     if committed is not None and acked and min(acked) > committed:
         gaps = self._gap[tp]
         if not gaps or not gaps.overlaps(committed):
@@ -152,8 +161,11 @@ def _new_offset(self: Any, tp: Any) -> int | None:
 
 
 async def _perform_seek(self: Any) -> None:
+    from streams.kafka.faust_consumer import seek_left_out
+
     await _ORIGINAL_PERFORM_SEEK(self)
     self.__dict__.get("_secstream_unknown_committed", set()).clear()  # every assigned partition was sought
+    await seek_left_out(self)  # and a partition never committed goes back to what was left out
 
 
 def install() -> None:

@@ -26,13 +26,16 @@ never stored. Delivering the copies repeats work; effects are idempotent.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["fix_stale_fetches", "undelivered"]
+__all__ = ["fix_stale_fetches", "group_start", "seek_left_out", "undelivered"]
+
+log = logging.getLogger(__name__)
 
 
 class _StampedRecords(dict):  # type: ignore[type-arg]
@@ -86,6 +89,8 @@ def _install_seek_counter() -> None:
         refused = getattr(self, "_secstream_refused", None)
         # an out-of-range position reset to the log's start or end: the offsets between do not exist
         self._secstream_reset = (refused, position) if refused is not None else None
+        if refused is None:  # no committed offset: the group starts reading the partition here
+            self._secstream_start = position
 
     counted_seek._secstream = True  # type: ignore[attr-defined]
     TopicPartitionState.seek = counted_seek
@@ -208,11 +213,14 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         if not self.flow_active or self.app.consumer_generation_id != generation_id:
             for left in records:  # the rest of this fetch is left out: no gap after it is real
                 previous[left] = (stamps.get(left), None)
+                if records[left]:
+                    _left_out(self, left, min(r.offset for r in records[left]))
             break
         stamp = stamps.get(tp)
         if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
             previous[tp] = (stamp, None)  # a record of this position was left out: no gap after it is real
             _count_undelivered("partition not active", tp)
+            _left_out(self, tp, record.offset)
             continue
         if not _fresh(aiokafka_consumer, tp, stamp):
             _count_undelivered("fetched before a seek", tp)
@@ -222,6 +230,7 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
                 why = await _held_until_flowing(self, aiokafka_consumer, tp, stamp, generation_id)
                 if why is not None:
                     _count_undelivered(why, tp)
+                    _left_out(self, tp, record.offset)
                     previous[tp] = (stamp, None)
                     continue
             real = _real_gap(previous.get(tp), stamp, record.offset)
@@ -258,3 +267,35 @@ def fix_stale_fetches() -> None:
     _install_seek_counter()
     faust_aiokafka.AIOKafkaConsumerThread._fetch_records = _fetch_records
     faust_consumer.Consumer.getmany = _getmany
+
+
+def group_start(consumer: Any, tp: Any) -> int | None:
+    """Where the group started reading ``tp`` when it had no committed offset (aiokafka's reset), else None."""
+    aiokafka_consumer = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    if aiokafka_consumer is None or getattr(aiokafka_consumer, "_subscription", None) is None:
+        return None
+    state = _partition_state(aiokafka_consumer, tp)
+    return getattr(state, "_secstream_start", None) if state is not None else None
+
+
+def _left_out(consumer: Any, tp: Any, offset: int) -> None:
+    """A record taken from aiokafka and not delivered, on a partition the group never committed: the seek to the
+    committed offset that follows a rebalance moves nothing there, so :func:`seek_left_out` fetches it again."""
+    if consumer._committed_offset.get(tp) is None:
+        low = consumer.__dict__.setdefault("_secstream_left_out", {})
+        low[tp] = min(low.get(tp, offset), offset)
+
+
+async def seek_left_out(consumer: Any) -> None:
+    """After Faust's seek to the committed offsets: partitions never committed go back to the first record
+    left out (Faust's seek does nothing where there is no committed offset; those records were lost for good,
+    and the first commit passed them)."""
+    low = consumer.__dict__.pop("_secstream_left_out", {})
+    if not low:
+        return
+    assigned = consumer.assignment()
+    for tp, offset in sorted(low.items()):
+        if tp in assigned and consumer._committed_offset.get(tp) is None:
+            log.info("%s/%d has no committed offset: back to offset %d, left out at a rebalance", tp.topic,
+                     tp.partition, offset)
+            await consumer.seek(tp, offset)

@@ -189,3 +189,46 @@ def test_a_revocation_commits_what_was_processed_but_never_past_a_hole() -> None
 
     offset, _ = _revocation(100, range(100, 111), range(111, 121))  # no hole: everything is committed
     assert offset == 121
+
+
+def test_a_partition_never_committed_commits_from_where_the_group_started_reading() -> None:
+    """With no committed offset aiokafka resets the partition to the log's start (0 here); records 0..2 were
+    fetched and let go at the worker's start, and the seek to a committed offset that does not exist fetched
+    nothing again: Faust alone committed 11 past them (3 alerts lost in the store-outage fault test)."""
+    import faust
+    from aiokafka.consumer.fetcher import OffsetResetStrategy
+
+    faust_commits.install()
+    faust_commits.guard_topics([TOPIC])
+
+    async def scenario() -> None:
+        fix_stale_fetches()
+        subs = SubscriptionState()
+        subs.subscribe({TOPIC})
+        subs.assign_from_subscribed({TopicPartition(TOPIC, 0)})
+        state = _partition_state(SimpleNamespace(_subscription=subs), TP0)
+        state.await_reset(OffsetResetStrategy.EARLIEST)  # no committed offset: the reset policy decides
+        state.reset_to(0)
+
+        def processed(c: Any, offsets: range) -> None:
+            for o in offsets:
+                m = ConsumerMessage(TOPIC, 0, o, 0.0, 0, [], None, b"{}", None)
+                faust_commits.mark_processed([SimpleNamespace(message=m)])
+                c.ack(m)
+
+        def consumer_from_3() -> Any:  # never committed; 3..10 processed
+            app = faust.App("commit-guard-start", broker="kafka://127.0.0.1:1")
+            c = app.consumer
+            app.topics._acking_topics.add(TOPIC)
+            c._thread = SimpleNamespace(_consumer=SimpleNamespace(_subscription=subs))
+            assert c._committed_offset[TP0] is None
+            processed(c, range(3, 11))
+            return c
+
+        assert faust_commits._ORIGINAL_NEW_OFFSET(consumer_from_3(), TP0) == 11  # Faust alone: 0..2 passed over
+        c = consumer_from_3()
+        assert c._new_offset(TP0) is None  # 0..2 were neither processed nor seen absent: wait for them
+        processed(c, range(0, 3))  # fetched again (a rejoin resets the partition to the log's start)
+        assert c._new_offset(TP0) == 11
+
+    asyncio.run(scenario())
