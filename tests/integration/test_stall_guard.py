@@ -109,7 +109,9 @@ def test_a_consumer_that_stops_fetching_is_found_logged_counted_and_recovered(tm
     log = (tmp_path / "worker.log").read_text()
     assert code == 0, log[-3000:]
     assert "fault: stopped fetching [0]" in log
-    line = next(ln for ln in log.splitlines() if "consumer stalled:" in ln)
+    # under load a 4 s timeout can also catch the worker's first commit late (a `hole` with committed None,
+    # recovered by a rejoin, seen once on 2026-12-07 with the fault loop beside it): the injected stall is this one
+    line = next(ln for ln in log.splitlines() if "consumer stalled:" in ln and "no progress for" in ln)
     assert f"{TOPIC}/0: no progress for" in line and "committed 100" in line and "rejoining the group (1 of 3)" in line
     assert "consumer stall cleared" in log
     report = log[log.index("consumer state: "):]
