@@ -42,6 +42,8 @@ from faust.transport import consumer as faust_consumer
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from streams.kafka.faust_consumer import group_start, seek_left_out
+
 
 __all__ = ["guard_topics", "install", "mark_processed", "dropped_acks"]
 
@@ -150,8 +152,6 @@ def _new_offset(self: Any, tp: Any) -> int | None:
         return None
     committed, acked = self._committed_offset[tp], self._acked[tp]
     if committed is None and acked:  # never committed: the first commit starts where the group started reading
-        from streams.kafka.faust_consumer import group_start
-
         committed = group_start(self, tp)
     if committed is not None and acked and min(acked) > committed:
         gaps = self._gap[tp]
@@ -161,8 +161,6 @@ def _new_offset(self: Any, tp: Any) -> int | None:
 
 
 async def _perform_seek(self: Any) -> None:
-    from streams.kafka.faust_consumer import seek_left_out
-
     await _ORIGINAL_PERFORM_SEEK(self)
     self.__dict__.get("_secstream_unknown_committed", set()).clear()  # every assigned partition was sought
     await seek_left_out(self)  # and a partition never committed goes back to what was left out

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiokafka.structs import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 __all__ = ["STARVED_WAIT_CAP_MS", "adapt_fetch_wait", "limit_fetch_wait", "next_wait_ms"]
@@ -68,8 +69,9 @@ def _fetch_outcome(fetcher: Any, assignment: Any, request: Any, answered_ms: int
     starved = behind = False
     for topic, partitions in request.topics:
         for partition, offset, *_ in partitions:
+            tp = TopicPartition(topic, partition)
             try:
-                state = assignment.state_value(_topic_partition(topic, partition))
+                state = assignment.state_value(tp)
             except KeyError:
                 continue
             highwater = state.highwater
@@ -78,16 +80,9 @@ def _fetch_outcome(fetcher: Any, assignment: Any, request: Any, answered_ms: int
             if highwater > state.position:
                 behind = True
             answered = (state.timestamp or 0) >= answered_ms  # aiokafka stamps a partition answered without error
-            if answered and state.position == offset and highwater > offset and \
-                    _topic_partition(topic, partition) not in fetcher._records:
+            if answered and state.position == offset and highwater > offset and tp not in fetcher._records:
                 starved = True
     return starved, behind
-
-
-def _topic_partition(topic: str, partition: int) -> Any:
-    from aiokafka.structs import TopicPartition
-
-    return TopicPartition(topic, partition)
 
 
 def adapt_fetch_wait(on_change: Callable[[int, bool], None] | None = None) -> None:

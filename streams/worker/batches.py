@@ -85,7 +85,8 @@ async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) 
     ok = not task.cancelled() and task.exception() is None
     if ok:
         mark_processed(events)  # their acks may now be committed (streams/kafka/faust_commits.py)
-        log.debug("%s: the batch of %d finished (%s)", agent, len(events), _offsets(events))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: the batch of %d finished (%s)", agent, len(events), _offsets(events))
     else:
         exc = None if task.cancelled() else task.exception()
         metrics.BATCHES_WITHHELD.labels(agent).inc()
