@@ -104,3 +104,18 @@ def test_agents_do_not_import_each_other_and_commands_do_not_import_the_faust_ap
     assert {a: sorted(graph[a] & agents) for a in agents if graph[a] & agents} == {}
     commands = {m for m in graph if m.startswith("streams.cli.") or m.startswith("streams.hunt.")}
     assert {c for c in commands if "streams.worker.faust_app" in graph[c]} <= {"streams.cli.main"}
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest's default import mode puts each test folder on ``sys.path`` and imports a test file by its
+    basename, so two files of one name in different folders stop the whole run at collection (a CI run
+    was refused for exactly this)."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.name == "__init__.py" or path.name == "conftest.py":
+            continue
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "test modules share a basename: " + "; ".join(clashes)
