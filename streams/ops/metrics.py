@@ -100,6 +100,9 @@ BATCHES_WITHHELD = Counter("secstream_batches_withheld_total",
                            "Batches that could not finish (a failure, a stop while the store was down): their "
                            "offsets are kept out of every commit, so Kafka re-delivers them.", ["agent"],
                            registry=REGISTRY)
+EVENTS_UNPUBLISHED = Gauge("secstream_events_unpublished",
+                           "Events learned in a batch that could not be published, waiting for their re-delivery "
+                           "to publish their first outcome (streams/stages/unpublished.py).", registry=REGISTRY)
 BASELINE_EXEMPLARS = Gauge("secstream_baseline_exemplars", "Exemplars in the in-memory kNN baseline.",
                            registry=REGISTRY)
 BASELINE_QUARANTINED = Gauge("secstream_baseline_quarantined",

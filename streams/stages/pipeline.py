@@ -32,6 +32,7 @@ from streams.config.payload_fields import PayloadFields
 from streams.store import CollectionSpec, SparseTerms, StorePoint, VectorStore, point_id
 from streams.store.collections import EVENTS
 from streams.store.retry import StoreUnavailable
+from streams.stages.unpublished import FirstOutcome, Unpublished
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ class Pipeline:
         #: stage suppresses alerts like false positives
         self.feedback = feedback if feedback is not None else FeedbackMemory()
         self.recent = RecentIds(recent_ids)  # detection/recent.py: event ids already learned
+        #: first outcomes of learned events whose batch could not be published (streams/stages/unpublished.py)
+        self.unpublished = Unpublished(recent_ids)
         #: the event fields a store point keeps (streams/config/payload_fields.py); None: all of them
         self.payload_fields = payload_fields
         if store is not None:
@@ -210,7 +213,12 @@ class Pipeline:
         repeated = self.recent.repeated(ids)
         t3 = time.perf_counter()
         threshold = self.threshold  # learned from earlier batches only (observed below, after learning)
+        held = self.unpublished
         for j, (doc, ev, sc) in enumerate(zip(docs, events, scores)):
+            first = held.get(ids[j]) if held and repeated[j] else None
+            if first is not None:  # learned, never published: its first outcome again, not "already seen"
+                self._republish(out, slots, positions[j], j, doc, first, batch)
+                continue
             alert = (((not sc.warmup) and sc.score >= threshold) or j in confirmed) and not repeated[j]
             slots[positions[j]] = Accepted(positions[j], doc["event_id"], doc.get("session_id"), sc.score, alert,
                                            sc.warmup, event=doc, template_id=batch.template_ids[j],
@@ -242,6 +250,35 @@ class Pipeline:
         out.timings = {"decode": t1 - t0, "encode": t2 - t1, "score": t3 - t2, "explain": t4 - t3,
                        "upsert": t5 - t4, "learn": t6 - t5}
         return out
+
+    def _republish(self, out: BatchOutcome, slots: list[Accepted | Rejected | None], position: int, j: int,
+                   doc: dict[str, Any], first: FirstOutcome, batch: Any) -> None:
+        """Row ``j``, a re-delivery of an event learned in a batch that was never published: its first outcome."""
+        slots[position] = Accepted(position, doc["event_id"], doc.get("session_id"), first.score,
+                                   first.alert is not None, first.warmup, event=doc, template_id=batch.template_ids[j],
+                                   template=batch.templates[j], row=j)
+        if first.alert is not None:
+            out.alerts.append(first.alert)
+            out.alert_vectors.append(first.vector if first.vector is not None else batch.dense[j])
+        self.unpublished.release([doc["event_id"]])  # once per id: a second copy in the batch is "already seen"
+
+    def hold_unpublished(self, outcome: BatchOutcome) -> int:
+        """Keep the first outcome of every event ``outcome`` learned: its batch could not be published, and
+        a re-delivery must publish what was decided (streams/stages/unpublished.py). Returns how many."""
+        alerts = {a["evidence"]["event_ids"][0]: (a, v) for a, v in zip(outcome.alerts, outcome.alert_vectors)
+                  if a.get("evidence", {}).get("event_ids")}
+        held = []
+        for r in outcome.accepted:
+            if r.repeated:
+                continue
+            alert, vector = alerts.get(r.event_id, (None, None)) if r.alert else (None, None)
+            held.append((r.event_id, FirstOutcome(float(r.score), bool(r.warmup), alert, vector)))
+        return self.unpublished.hold(held)
+
+    def release_unpublished(self, outcome: BatchOutcome) -> None:
+        """``outcome``'s batch was published: its events' held first outcomes are done with."""
+        if self.unpublished:
+            self.unpublished.release(r.event_id for r in outcome.accepted)
 
     def _learn(self, batch: Any, scores: list[EventScore], ids: list[str], docs: list[dict[str, Any]],
                entities: list[str], times: np.ndarray) -> None:

@@ -69,7 +69,9 @@ def _read_snapshot(directory: Path, meta_name: str, arrays_name: str, model_vers
 def save_state(pipeline: Pipeline, directory: Path) -> None:
     """Write the pipeline's detector and encoder state under ``directory``."""
     det = pipeline.detector.snapshot()
-    meta = {"model_version": pipeline.model_version, "detector": det["meta"], "encoder": pipeline.encoder.snapshot()}
+    meta = {"model_version": pipeline.model_version, "detector": det["meta"], "encoder": pipeline.encoder.snapshot(),
+            # learned, never published: a re-delivery after a restart publishes them (streams/stages/unpublished.py)
+            "unpublished": pipeline.unpublished.to_meta()}
     arrays = {**det["arrays"], RECENT_IDS: pipeline.recent.to_array()}  # the event ids those states learned
     _write_snapshot(directory, "state.json", "detector.safetensors", meta, arrays)
     enc_arrays = {k: np.ascontiguousarray(v) for k, v in pipeline.encoder.arrays().items()}
@@ -89,6 +91,7 @@ def load_state(pipeline: Pipeline, directory: Path) -> bool:
         pipeline.encoder.restore(meta["encoder"])
         if recent is not None:
             pipeline.recent.load_array(recent)
+        pipeline.unpublished.load_meta(meta.get("unpublished") or [])
     except (OSError, ValueError, KeyError) as exc:
         log.warning("ignoring unreadable state in %s: %s", directory, exc)
         return False

@@ -220,8 +220,20 @@ class Worker:
         loop = asyncio.get_running_loop()
         async with self._turn:
             values = [e.value if isinstance(e.value, bytes) else bytes(e.value or b"") for e in events]
-            outcome, steps, entity_steps = await loop.run_in_executor(self.executor, self._process, values)
-            await self._publish(outcome, events, steps, entity_steps)
+            scoring = loop.run_in_executor(self.executor, self._process, values)
+            try:
+                outcome, steps, entity_steps = await asyncio.shield(scoring)
+            except asyncio.CancelledError:  # the pipeline thread goes on and learns the batch: hold what it decides
+                outcome = (await scoring)[0]
+                self._hold_unpublished(outcome)
+                raise
+            try:
+                await self._publish(outcome, events, steps, entity_steps)
+            except BaseException:  # failed or cancelled (the guard, a stop): Kafka re-delivers the batch
+                self._hold_unpublished(outcome)
+                raise
+            self.pipeline.release_unpublished(outcome)
+            metrics.EVENTS_UNPUBLISHED.set(len(self.pipeline.unpublished))
             now = time.time()
         for e in events:
             ts = e.message.timestamp
@@ -232,6 +244,14 @@ class Worker:
         metrics.BASELINE_EXEMPLARS.set(len(self.pipeline.detector.baseline))
         metrics.observe_baseline("events", self.pipeline.detector.baseline)
         self._observe_cache()
+
+    def _hold_unpublished(self, outcome: BatchOutcome) -> None:
+        """A batch learned and not published: its re-delivery must publish what was decided the first time, not
+        "already seen" (streams/stages/unpublished.py). Under :attr:`_turn`, so a state save includes them."""
+        held = self.pipeline.hold_unpublished(outcome)
+        metrics.EVENTS_UNPUBLISHED.set(len(self.pipeline.unpublished))
+        log.warning("events: held the first outcome of %d learned events (%d alerts) for their re-delivery",
+                    held, len(outcome.alerts))
 
     def _observe_cache(self) -> None:
         text = self.pipeline.encoder.components.get("text")
