@@ -26,7 +26,6 @@ space: the event's vector, or the event part of a session's), which is what
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -48,6 +47,7 @@ from detection.ocsf import to_ocsf
 from streams.ops import metrics
 from streams.store import CollectionSpec, StorePoint, VectorStore, point_id
 from streams.store.collections import ALERTS, EVENTS
+from streams.worker.batches import wait_sent
 from streams.worker.table_agent import TableAgent
 from streams.kafka.json_codec import dumps
 from streams.kafka.partition_keys import alert_partition_key
@@ -126,7 +126,7 @@ class AlertAgent(TableAgent):
         sends = [await self.alerts_topic.send(key=str(doc["alert_id"]).encode(), value=dumps(self.render(doc)))
                  for doc in outcome.published]
         if sends:
-            await asyncio.gather(*sends)  # published before the groups are persisted (module docstring)
+            await wait_sent(sends)  # published before the groups are persisted (module docstring)
         if self.store is not None and outcome.published:
             await self.run(self._store_alerts, outcome.published, vectors)
         records = deduper.take_records()
@@ -134,9 +134,9 @@ class AlertAgent(TableAgent):
         writes = [await self._write(partition, prefix + k.encode("utf-8"), v) for k, v in records[:-1]]
         writes = [w for w in writes if w is not None]
         if writes:
-            await asyncio.gather(*writes)
+            await wait_sent(writes)
         meta_key, meta = records[-1]
-        await asyncio.gather(await self._write(partition, prefix + meta_key.encode("utf-8"), meta))
+        await wait_sent([await self._write(partition, prefix + meta_key.encode("utf-8"), meta)])
         self._count(outcome)
 
     def _screen(self, raised: list[tuple[dict[str, Any], Carried | None]]

@@ -26,7 +26,7 @@ from typing import Any
 
 from streams.kafka import faust_commits, faust_consumer
 from streams.ops import metrics
-from streams.worker.batches import cancel_batches_older_than, oldest_batch_age
+from streams.worker.batches import cancel_batches_waiting, longest_batch_wait
 from streams.ops.health import Health
 from streams.worker.stall import PartitionState, Stall, StallDetector, lag
 
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 #: while the store fails, a batch in flight longer than this (a quarter of the stall timeout when that is shorter)
 #: holds the worker: backpressure, not a stall
 BUSY_AFTER_S = 5.0
-#: a batch in flight this long (or the stall timeout, when longer) while the store answers is stuck
+#: a batch in flight this long without a send acked (or the stall timeout, when longer) while the store answers is stuck
 STUCK_AFTER_MIN_S = 30.0
 
 
@@ -95,7 +95,7 @@ class ConsumerWatch:
         self._lag_labels = labels
         now = time.monotonic()
         recovering = bool(self.app.rebalancing or getattr(self.app, "in_recovery", False))
-        age, failing = oldest_batch_age(now), self.store_failing()
+        age, failing = longest_batch_wait(now), self.store_failing()
         self._maybe_cleared(states, recovering=recovering, batch_age=age)
         progress = (self.app.rebalancing_count, tuple(sorted((s.topic, s.partition, s.position) for s in states)))
         if age >= self.stuck_after_s and not failing:
@@ -111,11 +111,11 @@ class ConsumerWatch:
         (a send lost with a broker). Cancelled, it is withheld (its offsets stay uncommitted) and the rejoin
         that follows re-delivers it."""
         if self.recover and self.recoveries < self.max_recoveries:
-            agents = sorted(set(cancel_batches_older_than(self.stuck_after_s, now)))
-            what = f"a batch of {', '.join(agents)} waited {age:.0f} s with the store up; cancelled: its offsets " \
+            agents = sorted(set(cancel_batches_waiting(self.stuck_after_s, now)))
+            what = f"a batch of {', '.join(agents)} waited {age:.0f} s with no send acked and the store up; cancelled: its offsets " \
                    "are withheld and re-delivered"
         else:
-            what = f"a batch waited {age:.0f} s with the store up"
+            what = f"a batch waited {age:.0f} s with no send acked and the store up"
         stall = Stall("", -1, "batch", age, what)
         await self._on_stalls([stall], states, now)
         return [stall]

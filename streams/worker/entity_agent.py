@@ -26,7 +26,6 @@ commit replays that batch's steps.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +37,7 @@ from streams.ops import metrics
 from streams.kafka.step_codec import decode_entity_steps
 from streams.stages.entity_stage import EntityOutcome, EntityStage
 from streams.worker.alert_sink import AlertSink
+from streams.worker.batches import wait_sent
 from streams.worker.table_agent import TableAgent
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,11 @@ class EntityAgent(TableAgent):
             if fut is not None:
                 futures.append(fut)
         if futures:
-            await asyncio.gather(*futures)
+            await wait_sent(futures)
         meta_key, meta = records[-1]  # last, alone
         sends = [await self._write(partition, prefix + meta_key.encode("utf-8"), meta, keep=_KEPT)]
         sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors))
-        await asyncio.gather(*sends)  # acked before the batch's offsets can be committed
+        await wait_sent(sends)  # acked before the batch's offsets can be committed
         metrics.ENTITY_VERSIONS.inc(outcome.commits)
         metrics.ENTITY_WINDOWS.inc(outcome.windows)
         if outcome.late:

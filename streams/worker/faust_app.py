@@ -25,7 +25,7 @@ import faust
 from streams.kafka import faust_commits
 from streams.ops import metrics
 from streams.worker.alert_agent import AlertAgent
-from streams.worker.batches import finish_batch
+from streams.worker.batches import finish_batch, wait_sent
 from streams.worker.consumer_watch import ConsumerWatch
 from streams.worker.entity_agent import EntityAgent
 from streams.stages.entity_stage import EntityStage, entity_steps
@@ -283,7 +283,7 @@ class Worker:
             sends.append(await self.dlq_topic.send(key=None, value=dumps(record)))
         sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors))
         if sends:  # wait for the broker's acks before the batch's offsets can be committed
-            await asyncio.gather(*sends)
+            await wait_sent(sends)
 
     async def _health_timer(self) -> None:
         """Beat (the loop runs) and say whether this worker can take traffic (streams/ops/health.py)."""

@@ -31,7 +31,6 @@ changelog write and the offset commit replays the steps of that window.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -46,6 +45,7 @@ from streams.ops import metrics
 from streams.stages.session_stage import SessionOutcome, SessionStage
 from streams.worker.alert_sink import AlertSink
 from streams.kafka.step_codec import decode_session_steps
+from streams.worker.batches import wait_sent
 from streams.worker.table_agent import TableAgent
 from streams.kafka.json_codec import dumps
 
@@ -109,7 +109,7 @@ class SessionAgent(TableAgent):
                                                         value=dumps(session_record(c))))
         sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors, "session"))
         if sends:  # acked before the batch's offsets can be committed
-            await asyncio.gather(*sends)
+            await wait_sent(sends)
         # counted once durable: a metric that moved means the changelog has it
         for c in outcome.closed:
             metrics.SESSIONS_CLOSED.labels(c.session.reason or "gap").inc()
@@ -130,7 +130,7 @@ class SessionAgent(TableAgent):
         writes += [(b"n:" + key.encode("utf-8"), None) for key in outcome.forgotten]
         futures = [fut for key, value in writes if (fut := await self._write(partition, key, value)) is not None]
         if futures:
-            await asyncio.gather(*futures)
+            await wait_sent(futures)
         # The watermark goes last, alone in its produce request: Tansu answers "latest
         # offset" with the last record batch's base offset + 1, so Faust's recovery would
         # stop short of a multi-record last batch. One record last makes that exact.
