@@ -125,6 +125,22 @@ class WorkerProc:
             time.sleep(0.5)
         raise AssertionError(f"alerts agent did not catch up: {sums}")
 
+    def wait_caught_up(self, topic: str = "secstream.events", partitions: int = 1, timeout: float = 120.0) -> None:
+        """Until the worker's lag gauge (end offset minus committed offset, refreshed every few seconds) is 0 on
+        every partition of ``topic``: every message is finished and committed, re-deliveries included. Stores
+        and alerts can be complete while a re-delivered batch is still being worked through; a stop then cuts
+        it short (its DLQ records were missing in a broker-kill run, 2026-12-07)."""
+        deadline = time.monotonic() + timeout
+        values: list[float] = []
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}"
+            values = [metric(self.port, "secstream_consumer_lag_messages", f'partition="{p}",topic="{topic}"')
+                      for p in range(partitions)]
+            if all(v == 0.0 for v in values):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{topic} lag stayed at {values} for {timeout:.0f}s")
+
     def kill(self) -> None:
         """SIGKILL: no shutdown at all (a crash, an OOM kill)."""
         self.proc.kill()

@@ -140,9 +140,12 @@ def fault_worker(bootstrap: str, tmp: Path, name: str, **env: str) -> WorkerProc
                       **env)
 
 
-def wait_attacks_alerted(worker: WorkerProc, bootstrap: str, timeout: float = 90.0) -> None:
-    """Until the attack events' alerts are on the alerts topic (after a fault, re-delivered alert steps
-    make the worker's raised/handled counters useless as a test of "settled")."""
+def wait_finished(worker: WorkerProc, bootstrap: str, timeout: float = 90.0) -> None:
+    """Until every event is finished and committed (a re-delivered batch included: the store can be complete
+    while one is still being worked through), then until the attack events' alerts are on the alerts topic
+    (after a fault, re-delivered alert steps make the worker's raised/handled counters useless as a test of
+    "settled")."""
+    worker.wait_caught_up()
     worker.wait_alerts_settled()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -235,7 +238,7 @@ def test_store_outage_then_slow_store_loses_nothing(tmp_path: Path, broker: Embe
         wait_stored(worker, 1300)  # the withheld batch and those produced during the outage, on the slow store
         set_fault(fault, "")
         wait_stored(worker, len(ids))
-        wait_attacks_alerted(worker, broker.bootstrap)
+        wait_finished(worker, broker.bootstrap)
     finally:
         code = worker.stop()
     assert code == 0, (tmp_path / "worker2.log").read_text()[-3000:]
@@ -281,7 +284,7 @@ def test_worker_stop_and_kill_mid_batch_lose_nothing(tmp_path: Path, broker: Emb
     try:
         produce(broker.bootstrap, second[400:])
         wait_stored(worker, len(ids))
-        wait_attacks_alerted(worker, broker.bootstrap)
+        wait_finished(worker, broker.bootstrap)
         redelivered = metric(worker.port, "secstream_events_total", 'result="ok"')
         # caught up by itself, not by the stall guard's rejoin (streams/worker/consumer_watch.py)
         assert worker.metric_sums("secstream_consumer_stall").get("secstream_consumer_stalls_total", 0) == 0
@@ -321,7 +324,7 @@ def test_broker_killed_and_restarted_mid_stream_loses_nothing(tmp_path: Path, s3
             producer.join(120)
             assert producer.acked == len(second), producer.error
             wait_stored(worker, len(ids))
-            wait_attacks_alerted(worker, broker.bootstrap)
+            wait_finished(worker, broker.bootstrap)
             starved = [line for line in urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5)
                        .read().decode().splitlines() if line.startswith("secstream_consumer_stalls_total{")
                        and 'reason="batch"' not in line and not line.endswith(" 0.0")]
