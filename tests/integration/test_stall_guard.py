@@ -93,7 +93,8 @@ def test_a_consumer_that_stops_fetching_is_found_logged_counted_and_recovered(tm
         produce(broker.bootstrap, events(100, 150))
         worker.wait_metric("secstream_consumer_stalls_total", 1, timeout=60,
                            labels=f'reason="no_progress",topic="{TOPIC}"')
-        assert metric(worker.port, "secstream_consumer_stall_recoveries_total") >= 1
+        # counted after the stall's state report is written (an await apart): read it once it is there
+        worker.wait_metric("secstream_consumer_stall_recoveries_total", 1, timeout=10)
         worker.wait_processed(250, timeout=60)  # the rejoin resumed it: the stalled backlog is processed
         deadline = time.monotonic() + 30  # the lag gauge (every second at this timeout) comes back to 0
         while metric(worker.port, "secstream_consumer_lag_messages", f'partition="0",topic="{TOPIC}"') != 0:
