@@ -192,6 +192,8 @@ async def _held_until_flowing(self: Any, aiokafka_consumer: Any, tp: Any, stamp:
 
 async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
     """Faust's ``Consumer.getmany`` (faust-streaming 0.15), delivering no record fetched before a seek."""
+    if self.__dict__.get("_secstream_dropped"):
+        await _reseek_dropped(self, self._thread._consumer, self._get_active_partitions())
     records, active_partitions = await self._wait_next_records(timeout)
     generation_id = self.app.consumer_generation_id
     if records is None or self.should_stop:
@@ -214,13 +216,13 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
             for left in records:  # the rest of this fetch is left out: no gap after it is real
                 previous[left] = (stamps.get(left), None)
                 if records[left]:
-                    _left_out(self, left, min(r.offset for r in records[left]))
+                    _left_out(self, left, min(r.offset for r in records[left]), stamps.get(left))
             break
         stamp = stamps.get(tp)
         if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
             previous[tp] = (stamp, None)  # a record of this position was left out: no gap after it is real
             _count_undelivered("partition not active", tp)
-            _left_out(self, tp, record.offset)
+            _left_out(self, tp, record.offset, stamp)
             continue
         if not _fresh(aiokafka_consumer, tp, stamp):
             _count_undelivered("fetched before a seek", tp)
@@ -230,7 +232,7 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
                 why = await _held_until_flowing(self, aiokafka_consumer, tp, stamp, generation_id)
                 if why is not None:
                     _count_undelivered(why, tp)
-                    _left_out(self, tp, record.offset)
+                    _left_out(self, tp, record.offset, stamp)
                     previous[tp] = (stamp, None)
                     continue
             real = _real_gap(previous.get(tp), stamp, record.offset)
@@ -278,12 +280,48 @@ def group_start(consumer: Any, tp: Any) -> int | None:
     return getattr(state, "_secstream_start", None) if state is not None else None
 
 
-def _left_out(consumer: Any, tp: Any, offset: int) -> None:
-    """A record taken from aiokafka and not delivered, on a partition the group never committed: the seek to the
-    committed offset that follows a rebalance moves nothing there, so :func:`seek_left_out` fetches it again."""
+def _left_out(consumer: Any, tp: Any, offset: int, stamp: tuple[Any, int] | None = None) -> None:
+    """A record taken from aiokafka and not delivered. On a partition the group never committed, the seek to the
+    committed offset that follows a rebalance moves nothing, so :func:`seek_left_out` fetches it again. On a
+    stream partition with a committed offset, :func:`_reseek_dropped` does, if no seek comes before the
+    partition flows again."""
     if consumer._committed_offset.get(tp) is None:
         low = consumer.__dict__.setdefault("_secstream_left_out", {})
         low[tp] = min(low.get(tp, offset), offset)
+    elif stamp is not None and consumer.app.topics.acks_enabled_for(tp.topic):
+        dropped = consumer.__dict__.setdefault("_secstream_dropped", {})
+        first = dropped.get(tp)
+        dropped[tp] = (min(first[0], offset) if first else offset, stamp)
+
+
+async def _reseek_dropped(consumer: Any, aiokafka_consumer: Any, active: Any) -> None:
+    """Fetch again what was fetched and not delivered on a stream partition that flows again with no seek since.
+
+    Records taken from aiokafka while their partition was not active (paused for a rebalance's recovery) are
+    let go on the grounds that the seek to the committed offsets that ends the rebalance fetches them again.
+    A worker's first assignment could let them go *after* that seek: e2e's restarted worker dropped 2,002
+    records ("partition not active"), its position at the end of the log and its committed offset at the
+    first of them, and processed nothing more until the guard's rejoin 60 s later (2026-12-07). So the lowest
+    offset let go is kept with its fetch stamp; once the partition is active and the flow runs, if it was
+    neither sought nor re-assigned since, the consumer seeks it back to that offset (never above the committed
+    one). A seek or re-assignment since clears it: that seek fetches from the committed offset.
+    """
+    dropped = consumer.__dict__.get("_secstream_dropped")
+    if not dropped or not consumer.flow_active or not consumer.app.flow_control.is_active():
+        return
+    assigned = consumer.assignment()
+    for tp, (offset, stamp) in list(dropped.items()):
+        if tp not in assigned or not _fresh(aiokafka_consumer, tp, stamp):
+            del dropped[tp]  # re-assigned or sought since: that fetches it again
+            continue
+        if active is not None and tp not in active:
+            continue  # still paused: wait for it to flow (or for the seek that ends the rebalance)
+        del dropped[tp]
+        committed = consumer._committed_offset.get(tp)
+        target = offset if committed is None else min(offset, committed)
+        log.info("%s/%d: back to offset %d, %d and on were fetched and let go with no seek since", tp.topic,
+                 tp.partition, target, offset)
+        await consumer.seek(tp, target)
 
 
 async def seek_left_out(consumer: Any) -> None:

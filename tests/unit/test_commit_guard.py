@@ -232,3 +232,52 @@ def test_a_partition_never_committed_commits_from_where_the_group_started_readin
         assert c._new_offset(TP0) == 11
 
     asyncio.run(scenario())
+
+
+def test_records_let_go_with_no_seek_since_are_fetched_again_once_the_partition_flows() -> None:
+    """A restarted worker's first records were taken from aiokafka while its events partition was paused and
+    let go ("partition not active") after the seek that ends the rebalance: nothing fetched them again, and the
+    worker sat 60 s at the end of the log with its commit at the first of them (e2e, 2026-12-07)."""
+    import faust
+
+    from streams.kafka.faust_consumer import _left_out, _reseek_dropped
+
+    async def scenario() -> None:
+        subs = assigned()  # sought to the committed offset, 100
+        app = faust.App("reseek-dropped", broker="kafka://127.0.0.1:1")
+        app.flow_control.resume()
+        c = app.consumer
+        app.topics._acking_topics.add(TOPIC)
+        aio = SimpleNamespace(_subscription=subs)
+        c._thread = SimpleNamespace(_consumer=aio)
+        c.assignment = lambda: {TP0}
+        c._committed_offset[TP0] = 100
+        sought: list[tuple[TP, int]] = []
+
+        async def seek(tp: TP, offset: int) -> None:
+            sought.append((tp, offset))
+            subs.seek(TopicPartition(tp.topic, tp.partition), offset)
+
+        c.seek = seek
+        state = _partition_state(aio, TP0)
+
+        _left_out(c, TP0, 120, _stamp(state))  # fetched from 100, 100..119 delivered, 120 on let go
+        _left_out(c, TP0, 121, _stamp(state))
+        await _reseek_dropped(c, aio, set())  # still paused: not yet
+        assert sought == []
+        await _reseek_dropped(c, aio, {TP0})  # flows again, never sought since: from the committed offset
+        assert sought == [(TP0, 100)]
+        await _reseek_dropped(c, aio, {TP0})  # once
+        assert sought == [(TP0, 100)]
+
+        _left_out(c, TP0, 150, _stamp(_partition_state(aio, TP0)))
+        subs.seek(TopicPartition(TOPIC, 0), 100)  # the rebalance's own seek came after: it fetches them again
+        await _reseek_dropped(c, aio, {TP0})
+        assert sought == [(TP0, 100)] and not c.__dict__["_secstream_dropped"]
+
+        c._committed_offset[TP0] = 200  # committed past them (another copy was processed): back to them, copies are harmless
+        _left_out(c, TP0, 180, _stamp(_partition_state(aio, TP0)))
+        await _reseek_dropped(c, aio, {TP0})
+        assert sought[-1] == (TP0, 180)
+
+    asyncio.run(scenario())
