@@ -54,8 +54,6 @@ log = logging.getLogger(__name__)
 PRODUCER_BATCH_BYTES = 1_048_576
 
 
-
-
 class _FaustWorker(faust.Worker):
     """Faust's worker, whose root log handler lets secstream's records through at ``own_level``."""
 
