@@ -156,6 +156,11 @@ class Phase:
     error: str = ""
 
 
+#: ``--worker-tree``: the checkout whose code the workers run (None: this one); the bench itself, the broker
+#: and the store check stay this checkout's, so two commits are compared by one harness
+WORKER_TREE: Path | None = None
+
+
 class WorkerRun:
     """One ``secstream run`` process of the stress."""
 
@@ -168,8 +173,12 @@ class WorkerRun:
                "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1",
                "SECSTREAM_TOPIC_PARTITIONS": str(partitions), **env_extra}
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in end()
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli.main", "run"], env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        tree = WORKER_TREE
+        # a tree from before streams/ was split into folders starts its worker with `python -m streams.cli run`
+        module = "streams.cli" if tree is not None and not (tree / "streams" / "cli" / "main.py").exists() \
+            else "streams.cli.main"
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "run"], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=tree)
 
     def guard(self) -> tuple[float, float]:
         return (max(0.0, metric_sum(self.port, "secstream_consumer_stalls_total")),
@@ -350,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--catch-up-s", type=float, default=300.0, help="a worker not caught up by then was slow")
     ap.add_argument("--out", type=Path, default=None, help="folder for logs (default: a temporary one, removed)")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra worker setting")
+    ap.add_argument("--worker-tree", type=Path, default=None,
+                    help="run the workers from this checkout (e.g. a worktree of an older commit)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -359,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--partitions takes integers separated by commas; --env takes NAME=VALUE")
     if not parts or any(p < 1 for p in parts) or args.restarts < len(parts):
         ap.error("--partitions: at least one count >= 1, and --restarts at least one per phase")
+    if args.worker_tree is not None and not (args.worker_tree / "streams").is_dir():
+        ap.error(f"--worker-tree: no streams/ package in {args.worker_tree}")
+    global WORKER_TREE
+    WORKER_TREE = args.worker_tree.resolve() if args.worker_tree is not None else None
     from streams.config.settings import load_settings
 
     session_s = load_settings().kafka_session_timeout_s
