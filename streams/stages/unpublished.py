@@ -54,9 +54,6 @@ class Unpublished:
     def __len__(self) -> int:
         return len(self._held)
 
-    def __bool__(self) -> bool:
-        return bool(self._held)
-
     def get(self, event_id: str) -> FirstOutcome | None:
         return self._held.get(event_id)
 
