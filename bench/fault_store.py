@@ -14,6 +14,10 @@ pauses its events partitions once, behind the worker's back (a consumer that sto
 rebalance resumes them. That is what the consumer watch (streams/worker/consumer_watch.py) must find and
 recover from (tests/integration/test_stall_guard.py).
 
+When it says ``skip-record``, the worker's delivery loop never hands the next events record it fetches to its
+stream, once (as Faust's loop did to one record after a restart in the restart stress): a hole below the
+records processed after it, which the consumer watch must find and repair by seeking back.
+
 Run as ``python -m bench.fault_store`` with the usual SECSTREAM_* environment. Nothing in the
 product imports this module.
 """
@@ -71,7 +75,8 @@ def stop_fetching_on_demand(control: Path) -> None:
     init = worker_app.Worker.__init__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
+        init(self, *args, **kwargs)  # installs the worker's own getmany (streams/kafka/faust_consumer.py) ...
+        skip_record_on_demand(control, self.settings.topic_events)  # ... which the skip-record fault wraps
         done = [False]
 
         async def inject() -> None:
@@ -86,6 +91,30 @@ def stop_fetching_on_demand(control: Path) -> None:
         self.app.timer(0.5, name="fault-consumer")(inject)
 
     worker_app.Worker.__init__ = __init__
+
+
+def skip_record_on_demand(control: Path, topic: str) -> None:
+    """Make the Faust consumer of this process swallow the next ``topic`` record once ``control`` says
+    ``skip-record`` (see the module docstring); call after the worker installed its own ``getmany``."""
+    from faust.transport import consumer as faust_consumer
+
+    getmany = faust_consumer.Consumer.getmany
+    if getattr(getmany, "_secstream_fault", False):
+        return
+    state = {"done": False, "checked": 0.0}
+
+    async def skipping(self: Any, timeout: float) -> Any:
+        async for tp, message in getmany(self, timeout):
+            if not state["done"] and tp.topic == topic and time.monotonic() - state["checked"] > 0.2:
+                state["checked"] = time.monotonic()
+                if fault_now(control)[0] == "skip-record":
+                    state["done"] = True
+                    print(f"fault: skipped record {tp.partition}/{message.offset}", file=sys.stderr, flush=True)
+                    continue
+            yield tp, message
+
+    skipping._secstream_fault = True  # type: ignore[attr-defined]
+    faust_consumer.Consumer.getmany = skipping
 
 
 def main() -> int:

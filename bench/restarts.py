@@ -27,8 +27,9 @@ topic and stops gracefully, and the store is checked: every event produced is th
 (one point per id, none missing, none extra).
 
 The table has one row per phase: restarts (SIGTERM/SIGKILL, at once/after the session timeout),
-stalls, slow restarts, catch-up time p50/max, events produced, stored, missing, extra, and the guard's own
-``secstream_consumer_stalls_total`` summed over the workers.
+stalls, slow restarts, catch-up time p50/max, events produced, stored, missing, extra, and, summed over the
+workers, the guard's own ``secstream_consumer_stalls_total`` and rejoins, and the holes the watch repaired by a
+seek before they became stalls (``secstream_consumer_holes_repaired_total``).
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class Phase:
     extra: int = 0
     guard_stalls: float = 0.0
     guard_recoveries: float = 0.0
+    holes_repaired: float = 0.0
     error: str = ""
 
 
@@ -180,9 +182,11 @@ class WorkerRun:
         self.proc = subprocess.Popen([sys.executable, "-m", module, "run"], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=tree)
 
-    def guard(self) -> tuple[float, float]:
+    def guard(self) -> tuple[float, float, float]:
+        """The watch's stalls, its rejoins, and the holes it repaired by a seek (0 where a worker has no such metric)."""
         return (max(0.0, metric_sum(self.port, "secstream_consumer_stalls_total")),
-                max(0.0, metric_sum(self.port, "secstream_consumer_stall_recoveries_total")))
+                max(0.0, metric_sum(self.port, "secstream_consumer_stall_recoveries_total")),
+                max(0.0, metric_sum(self.port, "secstream_consumer_holes_repaired_total")))
 
     def end(self, sig: int) -> int:
         if self.proc.poll() is None:
@@ -287,9 +291,10 @@ def run_phase(partitions: int, restarts: int, rate: float, rng: random.Random, c
                     print(f"  [{partitions}p] restart {i}: {verdict.upper()} {row}", flush=True)
                 if not last:
                     time.sleep(rng.uniform(0.0, 6.0))
-            stalls, recoveries = worker.guard()
+            stalls, recoveries, holes = worker.guard()
             phase.guard_stalls += stalls
             phase.guard_recoveries += recoveries
+            phase.holes_repaired += holes
             row["exit"] = worker.end(sig)
             row["after_session_timeout"] = not last and rng.random() < 0.5
             phase.restarts.append(row)
@@ -340,11 +345,12 @@ def summarize(phase: Phase) -> list[Any]:
             sum(r["crash_loop"] for r in phase.restarts), stalls, slow,
             secs[len(secs) // 2] if secs else "-", secs[-1] if secs else "-",
             phase.produced, phase.stored, phase.missing, phase.extra, int(phase.guard_stalls),
-            int(phase.guard_recoveries)]
+            int(phase.guard_recoveries), int(phase.holes_repaired)]
 
 
 HEADERS = ["partitions", "restarts", "TERM/KILL", "at once/waited", "crash loops", "stalls", "slow", "catch-up p50 s",
-           "max s", "produced", "stored", "missing", "extra", "guard stalls", "guard recoveries"]
+           "max s", "produced", "stored", "missing", "extra", "guard stalls", "guard recoveries",
+           "holes repaired"]
 
 
 def main(argv: list[str] | None = None) -> int:

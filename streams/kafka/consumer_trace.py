@@ -6,7 +6,11 @@ the logger ``streams.kafka.consumer_trace``:
 - every ``perform_seek`` (the committed offsets it seeks to, the read offsets before and after),
 - every revocation and assignment,
 - every write of a read offset that goes backwards or re-creates one a revocation removed,
-- every run of fetched messages that Faust's read-offset check drops (``offset < read offset``).
+- every run of fetched messages that Faust's read-offset check drops (``offset < read offset``);
+
+and keeps, per partition, what became of its last :data:`KEPT` offsets handed to Faust's delivery loop
+(:func:`history`: when, the read offset then, the app's flow and consumer generation), which the hole
+repair (streams/worker/consumer_watch.py) logs for the offset it seeks back to.
 
 This is what found the post-rebalance hole (docs/operations.md, "Restarts").
 """
@@ -14,12 +18,39 @@ This is what found the post-rebalance hole (docs/operations.md, "Restarts").
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+import time
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 from faust.transport import consumer as faust_consumer
 
 log = logging.getLogger(__name__)
+
+#: offsets remembered per partition by :func:`history`
+KEPT = 20_000
+_installed = False
+_handed: dict[Any, OrderedDict[int, list[str]]] = defaultdict(OrderedDict)
+
+
+def history(tp: Any, offset: int) -> str | None:
+    """What the delivery loop did with ``tp``'s ``offset`` (None when the trace is off)."""
+    if not _installed:
+        return None
+    seen = _handed.get(tp, {}).get(offset)
+    return "; ".join(seen) if seen else f"offset {offset} was never handed to the delivery loop (of the last {KEPT})"
+
+
+def note(tp: Any, offset: int, what: str) -> None:
+    """Remember ``what`` happened to ``tp``'s ``offset`` (a no-op while the trace is off)."""
+    if _installed:
+        _note(tp, offset, what)
+
+
+def _note(tp: Any, offset: int, what: str) -> None:
+    kept = _handed[tp]
+    kept.setdefault(offset, []).append(f"{time.strftime('%H:%M:%S')} {what}")
+    while len(kept) > KEPT:
+        kept.popitem(last=False)
 
 
 class _TracedOffsets(defaultdict):  # type: ignore[type-arg]
@@ -34,9 +65,11 @@ class _TracedOffsets(defaultdict):  # type: ignore[type-arg]
 
 def install() -> None:
     """Patch :class:`faust.transport.consumer.Consumer` in this process (idempotent)."""
+    global _installed
     cls = faust_consumer.Consumer
     if getattr(cls, "_secstream_traced", False):
         return
+    _installed = True
     cls._secstream_traced = True
     init, seek, revoked, assigned, getmany = (cls.__init__, cls.perform_seek, cls.on_partitions_revoked,
                                               cls.on_partitions_assigned, cls.getmany)
@@ -69,7 +102,14 @@ def install() -> None:
             r_offset = self._read_offset.get(tp)
             if r_offset is not None and message.offset < r_offset:
                 dropped.setdefault(tp, []).append(message.offset)
+            app = self.app
+            stream = app.topics.acks_enabled_for(message.topic)  # not the changelogs: their offsets are never committed
+            if stream:
+                _note(tp, message.offset, f"handed over (read offset {r_offset}, flow {app.flow_control.is_active()}, "
+                                          f"generation {message.generation_id}/{app.consumer_generation_id})")
             yield tp, message
+            if stream:
+                _note(tp, message.offset, f"loop done (read offset {self._read_offset.get(tp)}, acked {message.acked})")
         for tp, offsets in dropped.items():
             log.warning("dropped %d fetched messages of %s/%s (offsets %d..%d) below the read offset %s",
                         len(offsets), tp.topic, tp.partition, min(offsets), max(offsets), self._read_offset.get(tp))

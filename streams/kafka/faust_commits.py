@@ -42,10 +42,11 @@ from faust.transport import consumer as faust_consumer
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
+from streams.kafka import consumer_trace
 from streams.kafka.faust_consumer import group_start, seek_left_out
 
 
-__all__ = ["guard_topics", "install", "mark_processed", "dropped_acks"]
+__all__ = ["guard_topics", "holes", "install", "mark_processed", "dropped_acks"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def _ack(self: Any, message: Any) -> bool:
             message.acked = True  # its offset is not recorded; a later ack of it is a no-op
             self._unacked_messages.discard(message)
         _dropped["skipped"] += 1
+        consumer_trace.note(message.tp, message.offset, "skipped by its stream: ack not recorded")
         log.debug("ack of %s/%d offset %d not recorded: skipped, not processed", message.topic,
                   message.partition, message.offset)
         notify(self._waiting_for_ack)
@@ -158,6 +160,39 @@ def _new_offset(self: Any, tp: Any) -> int | None:
         if not gaps or not gaps.overlaps(committed):
             return None
     return _ORIGINAL_NEW_OFFSET(self, tp)  # type: ignore[no-any-return]
+
+
+def holes(consumer: Any) -> dict[Any, int]:
+    """Stream partitions whose committed offset is a hole now: ``{tp: committed offset}``.
+
+    A hole is an offset the commit waits for that nobody will ever finish: offsets above it were processed
+    (acked and not yet committed), it is not absent from the log (no gap covers it), and no message of the
+    partition at or above it and below the first processed one is in flight (taken by a stream, not yet
+    acked; a withheld batch's messages are marked acked and count as not in flight). A message still
+    queued for its agent is not tracked yet, so one reading can be early: a hole is a hole only when it
+    lasts (streams/worker/consumer_watch.py waits). Between a revocation and the next seek the committed
+    offset is unknown: no hole then.
+    """
+    unknown = consumer.__dict__.get("_secstream_unknown_committed", ())
+    acks_enabled_for = consumer.app.topics.acks_enabled_for
+    candidates: dict[Any, tuple[int, int]] = {}
+    for tp, acked in list(consumer._acked.items()):
+        committed = consumer._committed_offset.get(tp)
+        if committed is None or not acked or tp in unknown or not acks_enabled_for(tp.topic):
+            continue
+        low = min(acked)
+        if low <= committed:
+            continue  # the commit moves on its next round
+        gaps = consumer._gap.get(tp)
+        if gaps and gaps.overlaps(committed):
+            continue
+        candidates[tp] = (committed, low)
+    if candidates:
+        for message in list(consumer._unacked_messages):
+            span = candidates.get(message.tp)
+            if span is not None and not message.acked and span[0] <= message.offset < span[1]:
+                del candidates[message.tp]  # in flight: the batch that finishes it moves the commit
+    return {tp: committed for tp, (committed, _) in candidates.items()}
 
 
 async def _perform_seek(self: Any) -> None:

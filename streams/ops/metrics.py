@@ -77,6 +77,10 @@ CONSUMER_STALLS = Counter("secstream_consumer_stalls_total",
                           "Stalls found by the consumer watch: a partition with a backlog whose committed offset did "
                           "not move for SECSTREAM_STALL_TIMEOUT_S, by reason (hole, no_progress, recovery).",
                           ["topic", "reason"], registry=REGISTRY)
+CONSUMER_HOLES_REPAIRED = Counter("secstream_consumer_holes_repaired_total",
+                                  "Holes the consumer watch repaired by seeking back: a committed offset that waited "
+                                  "for an offset nobody would finish while offsets above it were processed "
+                                  "(streams/worker/consumer_watch.py).", ["topic"], registry=REGISTRY)
 CONSUMER_STALL_RECOVERIES = Counter("secstream_consumer_stall_recoveries_total",
                                     "Recoveries the consumer watch started after a stall (the consumer rejoins "
                                     "the group).", registry=REGISTRY)

@@ -6,6 +6,14 @@ the broker's end offset (ListOffsets), the last fetch's high-water mark, the fet
 Faust's committed offset and the offsets processed above it. From those it sets
 ``secstream_consumer_lag_messages`` and asks :class:`streams.worker.stall.StallDetector` for stalls.
 
+**A hole is repaired first.** A stream partition whose commit waits for an offset that nobody will finish
+(offsets above it processed, nothing at it in flight: :func:`streams.kafka.faust_commits.holes`) for
+:data:`HOLE_REPAIR_AFTER_S` (at most half the stall timeout) is sought back to its committed offset at once: the
+consumer fetches the hole again (and the processed records above it, whose effects are idempotent) without a
+rejoin. Logged at WARNING with the offsets, counted in ``secstream_consumer_holes_repaired_total{topic}``. A
+withheld batch (streams/worker/batches.py) leaves such a hole on a worker that keeps its partition; so does a
+record Faust's delivery loop never handed to its stream (the restart stress, docs/operations.md "Restarts").
+
 On a stall it logs why (one ERROR line per stalled partition: the kind, the offsets), counts it
 (``secstream_consumer_stalls_total{topic,reason}``) and recovers: the consumer rejoins the group
 (``secstream_consumer_stall_recoveries_total``). The rebalance that follows revokes and re-assigns
@@ -35,6 +43,8 @@ log = logging.getLogger(__name__)
 #: while the store fails, a batch in flight longer than this (a quarter of the stall timeout when that is shorter)
 #: holds the worker: backpressure, not a stall
 BUSY_AFTER_S = 5.0
+#: a hole (committed offset waiting for an offset nobody will finish) lasting this long is sought back to
+HOLE_REPAIR_AFTER_S = 10.0
 #: a batch in flight this long without a send acked (or the stall timeout, when longer) while the store answers is stuck
 STUCK_AFTER_MIN_S = 30.0
 
@@ -57,6 +67,8 @@ class ConsumerWatch:
         self._stalled: dict[tuple[str, int], int | None] = {}  # stalled partition -> committed offset then
         self._gave_up = False
         self._lag_labels: set[tuple[str, str]] = set()  # lag gauge children set by this worker
+        self.hole_after_s = min(HOLE_REPAIR_AFTER_S, timeout_s / 2)
+        self._holes: dict[Any, tuple[int, float]] = {}  # tp -> (committed offset, first seen) of a possible hole
 
     async def states(self) -> list[PartitionState]:
         """The assigned source partitions as the consumer sees them now (empty while unassigned)."""
@@ -97,6 +109,8 @@ class ConsumerWatch:
         recovering = bool(self.app.rebalancing or getattr(self.app, "in_recovery", False))
         age, failing = longest_batch_wait(now), self.store_failing()
         self._maybe_cleared(states, recovering=recovering, batch_age=age)
+        if not recovering:
+            await self.repair_holes(now)
         progress = (self.app.rebalancing_count, tuple(sorted((s.topic, s.partition, s.position) for s in states)))
         if age >= self.stuck_after_s and not failing:
             return await self._on_stuck_batch(age, states, now)
@@ -105,6 +119,31 @@ class ConsumerWatch:
         if stalls:
             await self._on_stalls(stalls, states, now)
         return stalls
+
+    async def repair_holes(self, now: float) -> list[tuple[Any, int]]:
+        """Seek each partition whose hole lasted :attr:`hole_after_s` back to its committed offset (module docstring)."""
+        consumer = self.app.consumer
+        if not consumer.flow_active or not self.app.flow_control.is_active():
+            self._holes.clear()
+            return []
+        found = faust_commits.holes(consumer)
+        for tp in [tp for tp, (committed, _) in self._holes.items() if found.get(tp) != committed]:
+            del self._holes[tp]  # filled (or moved): not a hole any more
+        repaired = []
+        for tp, committed in sorted(found.items()):
+            seen = self._holes.setdefault(tp, (committed, now))
+            if now - seen[1] < self.hole_after_s:
+                continue
+            del self._holes[tp]
+            acked = consumer._acked.get(tp) or ()
+            log.warning("%s/%d: hole at offset %d for %.0f s (%d processed above it, nothing at it in flight); seeking "
+                        "back to it%s", tp.topic, tp.partition, committed, now - seen[1], len(acked),
+                        _trace_of(tp, committed))
+            metrics.CONSUMER_HOLES_REPAIRED.labels(tp.topic).inc()
+            await consumer.seek(tp, committed)
+            self.detector.restart(tp.topic, tp.partition, now)  # the stall guard gives the repair its whole timeout
+            repaired.append((tp, committed))
+        return repaired
 
     async def _on_stuck_batch(self, age: float, states: list[PartitionState], now: float) -> list[Stall]:
         """A batch in flight for :attr:`stuck_after_s` while the store answers: it waits on something that will not
@@ -230,6 +269,14 @@ def _fetcher_state(consumer: Any) -> str:
                                              task.cancelled() else ("cancelled" if task.cancelled() else "running"))
     return (f"wait {fetcher._fetch_max_wait_ms} ms (streams/kafka/fetch_wait.py), held {sorted(held) or 'none'}, "
             f"in flight to nodes {sorted(fetcher._in_flight) or 'none'}, fetch task {task_state}")
+
+
+def _trace_of(tp: Any, offset: int) -> str:
+    """What the consumer trace saw of ``offset`` (SECSTREAM_TRACE_CONSUMER=1; else nothing)."""
+    from streams.kafka import consumer_trace
+
+    seen = consumer_trace.history(tp, offset)
+    return f"; trace: {seen}" if seen is not None else ""
 
 
 def _names(tps: Any) -> list[str]:

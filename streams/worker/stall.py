@@ -92,6 +92,12 @@ class StallDetector:
         if self._recovery is not None:
             self._recovery = (self._recovery[0], now)
 
+    def restart(self, topic: str, partition: int, now: float) -> None:
+        """Start one partition's clock again at ``now`` (after a repair aimed at it: give it the whole timeout)."""
+        key = (topic, partition)
+        if key in self._since:
+            self._since[key] = (self._since[key][0], now)
+
     def observe(self, now: float, partitions: Sequence[PartitionState], *, recovering: bool = False,
                 recovery_progress: Hashable = None, busy: bool = False) -> list[Stall]:
         """The stalls at ``now`` (empty when every partition moved or had nothing to do).

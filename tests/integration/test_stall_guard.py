@@ -8,6 +8,9 @@ broker over loopback. With a 4 s stall timeout:
   every event produced while it was stalled is then processed;
 - recovery off: the same stall turns ``/readyz`` false with the reason and
   ``secstream_consumer_stalled`` to 1, while ``/healthz`` stays true (the loop runs);
+- a record the delivery loop never hands to its stream (the control file's ``skip-record``) leaves a hole
+  below the records processed after it: the watch seeks the partition back to it within half the stall
+  timeout, logs it with its offset and counts it, and the commit passes the hole once it is processed;
 - SIGUSR2 logs the consumer's state (offsets per partition) and the worker goes on (Faust's own
   handler opened pdb, blocking the event loop).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 import time
@@ -105,6 +109,11 @@ def test_a_consumer_that_stops_fetching_is_found_logged_counted_and_recovered(tm
         worker.proc.send_signal(signal.SIGUSR2)  # logs the consumer's state; Faust's default opened pdb
         produce(broker.bootstrap, events(250, 10))
         worker.wait_processed(260, timeout=60)  # the loop was never blocked
+        (tmp_path / "fault").write_text("skip-record")
+        time.sleep(1)
+        produce(broker.bootstrap, events(260, 40))  # the first one is never handed to the stream: a hole
+        worker.wait_metric("secstream_consumer_holes_repaired_total", 1, timeout=60, labels=f'topic="{TOPIC}"')
+        worker.wait_caught_up(TOPIC, timeout=60)  # the commit passed the hole: it was processed after the seek
     finally:
         code = worker.stop()
     log = (tmp_path / "worker.log").read_text()
@@ -115,6 +124,9 @@ def test_a_consumer_that_stops_fetching_is_found_logged_counted_and_recovered(tm
     line = next(ln for ln in log.splitlines() if "consumer stalled:" in ln and "no progress for" in ln)
     assert f"{TOPIC}/0: no progress for" in line and "committed 100" in line and "rejoining the group (1 of 3)" in line
     assert "consumer stall cleared" in log
+    skipped = int(re.search(r"fault: skipped record 0/(\d+)", log).group(1))  # type: ignore[union-attr]
+    assert skipped == 260  # offsets 0..259 were the first three parts
+    assert f"{TOPIC}/0: hole at offset {skipped} for " in log and "seeking back to it" in log
     report = log[log.index("consumer state: "):]
     assert f"{TOPIC}/0: listed end" in report and "committed 250" in report and "Starting debugger" not in log
 

@@ -281,3 +281,26 @@ def test_records_let_go_with_no_seek_since_are_fetched_again_once_the_partition_
         assert sought[-1] == (TP0, 180)
 
     asyncio.run(scenario())
+
+
+def test_a_hole_is_a_committed_offset_nobody_will_finish() -> None:
+    """What the consumer watch seeks back to (streams/worker/consumer_watch.py): offsets above the committed one
+    processed, nothing at it in flight, and it is not absent from the log."""
+    from intervaltree import IntervalTree
+
+    c = consumer()
+    c._gap = defaultdict(IntervalTree)
+    assert faust_commits.holes(c) == {}  # nothing processed above: nothing waits
+    first = delivered(c, 100)  # taken by a stream, its batch still running
+    c._acked[TP0].extend([101, 102])
+    assert faust_commits.holes(c) == {}  # the batch that finishes 100 moves the commit
+    first.acked = True  # withheld (streams/worker/batches.py): never recorded, never finished
+    assert faust_commits.holes(c) == {TP0: 100}
+    c._gap[TP0].addi(100, 101)
+    assert faust_commits.holes(c) == {}  # 100 is absent from the log: the commit passes it
+    c._gap[TP0].clear()
+    c.__dict__["_secstream_unknown_committed"] = {TP0}
+    assert faust_commits.holes(c) == {}  # between a revocation and the seek: the committed offset is not known
+    c.__dict__["_secstream_unknown_committed"] = set()
+    c._acked[TP0].insert(0, 100)
+    assert faust_commits.holes(c) == {}  # processed: the commit moves on its next round

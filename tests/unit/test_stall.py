@@ -75,6 +75,16 @@ def test_reset_gives_a_recovery_the_whole_timeout_and_revoked_partitions_are_for
     assert d.observe(21, [part(7, partition=1)]) == []  # assigned again: a fresh clock
 
 
+def test_restart_gives_one_repaired_partition_the_whole_timeout() -> None:
+    d = StallDetector(timeout_s=10)
+    d.observe(0, [part(40), part(7, partition=1)])
+    d.restart("secstream.events", 0, 8)  # the hole repair sought partition 0 back at 8 s
+    assert [s.partition for s in d.observe(10, [part(40), part(7, partition=1)])] == [1]
+    assert [s.partition for s in d.observe(18, [part(40), part(7, partition=1)])] == [0, 1]
+    d.restart("secstream.events", 5, 18)  # not watched: nothing to restart
+    assert len(d.observe(19, [part(40), part(7, partition=1)])) == 2
+
+
 def test_the_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout_s must be > 0"):
         StallDetector(0)
