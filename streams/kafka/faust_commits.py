@@ -167,11 +167,13 @@ def holes(consumer: Any) -> dict[Any, int]:
 
     A hole is an offset the commit waits for that nobody will ever finish: offsets above it were processed
     (acked and not yet committed), it is not absent from the log (no gap covers it), and no message of the
-    partition at or above it and below the first processed one is in flight (taken by a stream, not yet
-    acked; a withheld batch's messages are marked acked and count as not in flight). A message still
-    queued for its agent is not tracked yet, so one reading can be early: a hole is a hole only when it
-    lasts (streams/worker/consumer_watch.py waits). Between a revocation and the next seek the committed
-    offset is unknown: no hole then.
+    partition at or above it and below the first processed one is in flight: taken by a stream and not yet
+    acked (a withheld batch's messages are marked acked and count as not in flight), or still queued for
+    its agent. A queue can hold copies of later offsets *ahead* of the hole's offset (records delivered
+    before a seek, then the seek's own copies), so "processed above" alone proves nothing. A message on
+    its way between the fetcher and a queue is in neither place, so one reading can be early: a hole is a
+    hole only when it lasts (streams/worker/consumer_watch.py waits). Between a revocation and the next
+    seek the committed offset is unknown: no hole then.
     """
     unknown = consumer.__dict__.get("_secstream_unknown_committed", ())
     acks_enabled_for = consumer.app.topics.acks_enabled_for
@@ -192,7 +194,20 @@ def holes(consumer: Any) -> dict[Any, int]:
             span = candidates.get(message.tp)
             if span is not None and not message.acked and span[0] <= message.offset < span[1]:
                 del candidates[message.tp]  # in flight: the batch that finishes it moves the commit
+    for tp in [tp for tp in candidates if _queued(consumer, tp, *candidates[tp])]:
+        del candidates[tp]
     return {tp: committed for tp, (committed, _) in candidates.items()}
+
+
+def _queued(consumer: Any, tp: Any, low: int, high: int) -> bool:
+    """Whether an agent's queue holds a message of ``tp`` with an offset in ``low..high - 1`` (not taken yet)."""
+    for channel in list(consumer.app.topics._tp_index.get(tp, ())):
+        queue = getattr(channel, "_queue", None)  # the channel's queue, where the conductor puts ``tp``'s events
+        for event in list(getattr(queue, "_queue", ())):
+            message = getattr(event, "message", None)
+            if message is not None and message.tp == tp and low <= message.offset < high:
+                return True
+    return False
 
 
 async def _perform_seek(self: Any) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,6 +37,9 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 __all__ = ["fix_stale_fetches", "group_start", "seek_left_out", "undelivered"]
 
 log = logging.getLogger(__name__)
+
+#: the longest a stream's record is held waiting for a rebalance to end (:func:`_held_until_flowing`)
+HOLD_MAX_S = 30.0
 
 
 class _StampedRecords(dict):  # type: ignore[type-arg]
@@ -170,22 +174,35 @@ def undelivered() -> dict[str, dict[str, int]]:
 
 async def _held_until_flowing(self: Any, aiokafka_consumer: Any, tp: Any, stamp: tuple[Any, int] | None,
                               generation_id: int) -> str | None:
-    """Hold a stream's record while the app's flow is suspended; None once it flows, else why it was let go.
+    """Hold a stream's record until the rebalance is over and the app's flow runs; None then, else why it was let go.
 
-    A stream skips a record delivered while the app's flow control is suspended, and nothing fetches it
-    again when that happens after the seek to the committed offsets: at the end of a rebalance Faust
-    resumes the partitions and seeks them before it resumes the flow, and the first worker of a group
-    never stops its consumer's own flow, so records fetched in between were skipped for good (the
-    restart stress lost the first 50-200 records after a worker's start that way). A record let go here
-    is fetched again: its partition was sought or re-assigned, or paused until a seek.
+    - A stream skips a record delivered while the app's flow control is suspended, and nothing fetches it
+      again when that happens after the seek to the committed offsets: at the end of a rebalance Faust
+      resumes the partitions and seeks them before it resumes the flow, and the first worker of a group
+      never stops its consumer's own flow, so records fetched in between were skipped for good (the
+      restart stress lost the first 50-200 records after a worker's start that way).
+    - A record queued for its agent before the rebalance ends can be thrown away: the last step of a table
+      recovery (``Recovery.on_recovery_completed``) resumes the stream partitions, seeks them, then calls
+      ``flow_control.resume()``, and mode's ``FlowControlEvent.resume()`` empties every agent queue on
+      each call, also when the flow already runs (it had run since the recovery resumed it to read the
+      changelogs). Records fetched after the seek and queued meanwhile were lost; the delivery loop had
+      passed them, so the commit froze below them: the restart stress's last holes (docs/operations.md
+      "The last hole"). Held until ``app.rebalancing`` is over (Faust clears it after that resume), a
+      record reaches its queue after the clearing; one fetched before the seek is let go on the way.
+
+    A record let go here is fetched again: its partition was sought or re-assigned, or paused until a seek,
+    or (held :data:`HOLD_MAX_S`: a rebalance that does not end) :func:`_reseek_dropped` seeks it back.
     """
-    while not self.app.flow_control.is_active():
+    held_since = time.monotonic()
+    while not self.app.flow_control.is_active() or self.app.rebalancing:
         if self.should_stop or not self.flow_active or self.app.consumer_generation_id != generation_id:
             return "consumer stopped or re-assigned"
         if not _fresh(aiokafka_consumer, tp, stamp):
             return "fetched before a seek"
         if tp not in self._get_active_partitions():
             return "partition not active"
+        if time.monotonic() - held_since > HOLD_MAX_S:
+            return "held too long in a rebalance"
         await asyncio.sleep(0.02)
     return None
 
@@ -228,7 +245,7 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
             _count_undelivered("fetched before a seek", tp)
             continue  # fetched before a seek of its partition: the seek fetches it again
         if acks_enabled_for(tp.topic):  # a stream's record (not a changelog's): its commit is at stake
-            if not self.app.flow_control.is_active():
+            if not self.app.flow_control.is_active() or self.app.rebalancing:
                 why = await _held_until_flowing(self, aiokafka_consumer, tp, stamp, generation_id)
                 if why is not None:
                     _count_undelivered(why, tp)

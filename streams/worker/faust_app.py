@@ -30,7 +30,6 @@ from streams.worker.consumer_watch import ConsumerWatch
 from streams.worker.entity_agent import EntityAgent
 from streams.stages.entity_stage import EntityStage, entity_steps
 from streams.kafka.faust_consumer import fix_stale_fetches
-from streams.kafka.flow_control import keep_queues_on_running_resume
 from streams.kafka.fetch_wait import adapt_fetch_wait, limit_fetch_wait
 from streams.worker.feedback_agent import FeedbackAgent
 from streams.ops.health import Health
@@ -112,7 +111,6 @@ class Worker:
         adapt_fetch_wait(metrics.observe_fetch_wait)  # longer while the broker starves a partition (streams/kafka/fetch_wait.py)
         fix_stale_fetches()  # the restart stall (streams/kafka/faust_consumer.py, docs/operations.md "Restarts")
         faust_commits.install()  # commit only what a batch finished (streams/kafka/faust_commits.py)
-        keep_queues_on_running_resume()  # the end of a table recovery emptied the agents' queues (streams/kafka/flow_control.py)
         if s.trace_consumer:
             from streams.kafka import consumer_trace
 

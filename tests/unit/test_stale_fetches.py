@@ -59,7 +59,7 @@ def test_a_stream_record_waits_for_the_flow_and_is_let_go_only_when_fetched_agai
         aiokafka = SimpleNamespace(_subscription=subs)
         flow = FlowControlEvent()
         flow.suspend()
-        faust = SimpleNamespace(app=SimpleNamespace(flow_control=flow, consumer_generation_id=3),
+        faust = SimpleNamespace(app=SimpleNamespace(flow_control=flow, consumer_generation_id=3, rebalancing=False),
                                 should_stop=False, flow_active=True, _get_active_partitions=lambda: {TP0, TP1})
         stamp = _stamp(_partition_state(aiokafka, TP0))
 
@@ -74,5 +74,39 @@ def test_a_stream_record_waits_for_the_flow_and_is_let_go_only_when_fetched_agai
         await asyncio.sleep(0.05)
         subs.seek(TP0, 90)  # a rebalance sought the partition back
         assert await held == "fetched before a seek"
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_record_waits_for_the_rebalance_to_end_with_the_flow_running() -> None:
+    """The last step of a table recovery seeks the stream partitions, then calls flow_control.resume(), which
+    empties every agent queue although the flow runs (mode's FlowControlEvent, checked below): a record queued
+    in between was thrown away. It waits until Faust says the rebalance is over, after that resume."""
+    from mode.utils.queues import FlowControlEvent, FlowControlQueue
+
+    from streams.kafka.faust_consumer import _held_until_flowing
+
+    fix_stale_fetches()
+
+    async def scenario() -> None:
+        flow = FlowControlEvent()
+        queue: FlowControlQueue[int] = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+        flow.resume()  # the recovery resumed it to read the changelogs
+        await queue.put(873)
+        flow.resume()  # the recovery's last resume: the flow already runs, and the queue is emptied all the same
+        assert queue.qsize() == 0
+
+        subs = SubscriptionState()
+        subs.subscribe({"secstream.events"})
+        subs.assign_from_subscribed({TP0})
+        subs.seek(TP0, 873)  # the seek to the committed offset
+        aiokafka = SimpleNamespace(_subscription=subs)
+        app = SimpleNamespace(flow_control=flow, consumer_generation_id=3, rebalancing=True)
+        faust = SimpleNamespace(app=app, should_stop=False, flow_active=True, _get_active_partitions=lambda: {TP0})
+        held = asyncio.ensure_future(_held_until_flowing(faust, aiokafka, TP0, _stamp(_partition_state(aiokafka, TP0)), 3))
+        await asyncio.sleep(0.1)
+        assert not held.done()  # fetched after the seek, the flow runs, but the rebalance is not over: it waits
+        app.rebalancing = False  # Faust's on_rebalance_end, after that last resume
+        assert await held is None
 
     asyncio.run(scenario())
