@@ -92,7 +92,9 @@ def test_ctrl_c_stops_broker_command() -> None:
         bootstrap = line.split(" on ")[1].split(";")[0]
         assert asyncio.run(_round_trip(bootstrap))
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(15) in (0, 130)
+        # the broker gets 5 s to stop on SIGTERM before a SIGKILL (streams/kafka/embedded_broker.py); 15 s ran out
+        # once with a restart stress sharing the two cores (2026-12-07): a bound for a hang, not a speed check
+        assert proc.wait(60) in (0, 130)
     finally:
         if proc.poll() is None:
             proc.kill()
