@@ -139,8 +139,12 @@ class ConsumerWatch:
             log.warning("%s/%d: hole at offset %d for %.0f s (%d processed above it, nothing at it in flight); seeking "
                         "back to it%s", tp.topic, tp.partition, committed, now - seen[1], len(acked),
                         _trace_of(tp, committed))
+            try:
+                await consumer.seek(tp, committed)
+            except Exception as exc:  # noqa: BLE001 - revoked meanwhile, consumer stopping: the guard still watches
+                log.warning("%s/%d: the seek back to %d failed: %s", tp.topic, tp.partition, committed, exc)
+                continue
             metrics.CONSUMER_HOLES_REPAIRED.labels(tp.topic).inc()
-            await consumer.seek(tp, committed)
             self.detector.restart(tp.topic, tp.partition, now)  # the stall guard gives the repair its whole timeout
             repaired.append((tp, committed))
         return repaired
