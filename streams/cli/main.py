@@ -180,6 +180,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
             stop["now"] = True
 
         signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)  # also where a background shell started it with SIGINT ignored
         try:
             while not stop["now"] and broker.running:
                 time.sleep(0.2)
