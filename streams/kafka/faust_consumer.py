@@ -172,6 +172,11 @@ def undelivered() -> dict[str, dict[str, int]]:
     return out
 
 
+def _must_hold(app: Any) -> bool:
+    """A stream's record waits while the app's flow is suspended or a rebalance is not over (:func:`_held_until_flowing`)."""
+    return not app.flow_control.is_active() or bool(app.rebalancing)
+
+
 async def _held_until_flowing(self: Any, aiokafka_consumer: Any, tp: Any, stamp: tuple[Any, int] | None,
                               generation_id: int) -> str | None:
     """Hold a stream's record until the rebalance is over and the app's flow runs; None then, else why it was let go.
@@ -194,7 +199,7 @@ async def _held_until_flowing(self: Any, aiokafka_consumer: Any, tp: Any, stamp:
     or (held :data:`HOLD_MAX_S`: a rebalance that does not end) :func:`_reseek_dropped` seeks it back.
     """
     held_since = time.monotonic()
-    while not self.app.flow_control.is_active() or self.app.rebalancing:
+    while _must_hold(self.app):
         if self.should_stop or not self.flow_active or self.app.consumer_generation_id != generation_id:
             return "consumer stopped or re-assigned"
         if not _fresh(aiokafka_consumer, tp, stamp):
@@ -245,7 +250,7 @@ async def _getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
             _count_undelivered("fetched before a seek", tp)
             continue  # fetched before a seek of its partition: the seek fetches it again
         if acks_enabled_for(tp.topic):  # a stream's record (not a changelog's): its commit is at stake
-            if not self.app.flow_control.is_active() or self.app.rebalancing:
+            if _must_hold(self.app):
                 why = await _held_until_flowing(self, aiokafka_consumer, tp, stamp, generation_id)
                 if why is not None:
                     _count_undelivered(why, tp)

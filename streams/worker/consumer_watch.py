@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from streams.kafka import faust_commits, faust_consumer
+from streams.kafka import consumer_trace, faust_commits, faust_consumer
 from streams.ops import metrics
 from streams.worker.batches import cancel_batches_waiting, longest_batch_wait
 from streams.ops.health import Health
@@ -277,8 +277,6 @@ def _fetcher_state(consumer: Any) -> str:
 
 def _trace_of(tp: Any, offset: int) -> str:
     """What the consumer trace saw of ``offset`` (SECSTREAM_TRACE_CONSUMER=1; else nothing)."""
-    from streams.kafka import consumer_trace
-
     seen = consumer_trace.history(tp, offset)
     return f"; trace: {seen}" if seen is not None else ""
 
