@@ -20,6 +20,17 @@ template sequence (for transitions), the first event ids and the max event score
 Session ids: the first segment of a key is the key itself (``session_id`` as
 given, else ``"src_ip:10.0.0.1"`` …); a key that reopens after closing gets
 ``"<key>#<n>"`` (``n`` remembered for the last ``max_closed_keys`` keys).
+
+Re-delivered events (at-least-once streams): an event may carry its *source*, the
+``(partition, offset)`` it was read from. Events of one key from one source
+partition arrive in offset order, so an event at or below the highest source offset
+already applied to its key is a re-delivery and is skipped (counted in
+:attr:`Observation.repeated`). The applied offsets travel with the key's state: the
+open session's ``sources`` (inherited by the key's next session) and, for a closed
+key, the memory of closed keys, so a re-delivery neither counts an event twice nor
+reopens a session that closed. Event ids cannot serve here: in logs such as HDFS
+identical lines are distinct events with one id. Without sources (replay of a
+file, read once) nothing is skipped.
 """
 
 from __future__ import annotations
@@ -64,6 +75,8 @@ class Session:
     #: event count at the last rolling (early-warning) score, and whether that alerted
     scored_at: int = 0
     alerted: bool = False
+    #: source partition → highest source offset applied to this key (this session and its key's earlier ones)
+    sources: dict[int, int] = field(default_factory=dict)
 
     @property
     def vector(self) -> np.ndarray:
@@ -88,7 +101,7 @@ class Session:
                 "bag": dict(self.bag), "sequence": list(self.sequence), "templates": dict(self.templates),
                 "event_ids": list(self.event_ids), "max_event_score": self.max_event_score, "reason": self.reason,
                 "members": {t: b64(v, "<f2") for t, v in self.members.items()},
-                "scored_at": self.scored_at, "alerted": self.alerted}
+                "scored_at": self.scored_at, "alerted": self.alerted, "src": sources_out(self.sources)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Session:
@@ -101,7 +114,8 @@ class Session:
                    event_ids=[str(x) for x in d["event_ids"]], max_event_score=float(d["max_event_score"]),
                    reason=str(d["reason"]),
                    members={str(t): unb64(v, "<f2").astype(np.float32) for t, v in d.get("members", {}).items()},
-                   scored_at=int(d.get("scored_at", 0)), alerted=bool(d.get("alerted", False)))
+                   scored_at=int(d.get("scored_at", 0)), alerted=bool(d.get("alerted", False)),
+                   sources=sources_in(d.get("src")))
 
 
 @dataclass
@@ -112,6 +126,8 @@ class Observation:
     closed: list[Session]
     #: keys whose reopen counter was forgotten (bounded memory of closed keys), oldest first
     forgotten: list[str] = field(default_factory=list)
+    #: events skipped as re-deliveries (a source offset already applied to their key); their id is ``None``
+    repeated: int = 0
 
 
 class Sessionizer:
@@ -142,6 +158,7 @@ class Sessionizer:
         self.watermark = float("-inf")
         self._open: dict[str, Session] = {}  # by key
         self._segments: OrderedDict[str, int] = OrderedDict()  # key → segments opened (bounded)
+        self._closed_sources: dict[str, dict[int, int]] = {}  # closed key → its applied source offsets (same bound)
 
     def __len__(self) -> int:
         return len(self._open)
@@ -168,21 +185,26 @@ class Sessionizer:
 
     def observe(self, events: Sequence[Mapping[str, Any]], vectors: np.ndarray, template_ids: Sequence[str],
                 templates: Sequence[str] | None = None, scores: Sequence[float] | None = None,
-                keys: Sequence[tuple[str, tuple[str, str]] | None] | None = None) -> Observation:
+                keys: Sequence[tuple[str, tuple[str, str]] | None] | None = None,
+                sources: Sequence[tuple[int, int] | None] | None = None) -> Observation:
         """Add a batch of events (in stream order) and return what closed.
 
         ``vectors`` has one row per event; ``templates`` (texts) and ``scores``
         (event scores) are optional; ``keys`` (one :meth:`key_of` result per event)
-        when the caller computed them already (a repartitioned stream). Closed
+        when the caller computed them already (a repartitioned stream); ``sources``
+        (one ``(partition, offset)`` or ``None`` per event) to skip re-deliveries. Closed
         sessions come in closing order: those a key's next event closed
         (gap/limits), then those the batch's watermark evicted (oldest end first).
         """
         ids: list[str | None] = []
         closed: list[Session] = []
         self._forgotten = []
+        repeated = 0
         for i, ev in enumerate(events):
             found = keys[i] if keys is not None else self.key_of(ev)
-            if found is None:
+            source = sources[i] if sources is not None else None
+            if found is None or (source is not None and source[1] <= self._applied(found[0], source[0])):
+                repeated += found is not None
                 ids.append(None)
                 continue
             key, entity = found
@@ -197,13 +219,21 @@ class Sessionizer:
                 sess = self._start(key, entity, t)
             self._add(sess, ev, vectors[i], template_ids[i], templates[i] if templates is not None else "",
                       float(scores[i]) if scores is not None else 0.0, t)
+            if source is not None:
+                sess.sources[source[0]] = source[1]
             ids.append(sess.session_id)
             if sess.events >= self.max_events:
                 sess.reason = "max_events"
                 closed.append(self._close(key))
         closed.extend(self.evict(self.watermark))
         forgotten, self._forgotten = self._forgotten, []
-        return Observation(ids, closed, forgotten)
+        return Observation(ids, closed, forgotten, repeated)
+
+    def _applied(self, key: str, partition: int) -> int:
+        """Highest offset of source ``partition`` applied to ``key`` (-1: none)."""
+        sess = self._open.get(key)
+        known = sess.sources if sess is not None else self._closed_sources.get(key, {})
+        return known.get(partition, -1)
 
     def get(self, key: str) -> Session | None:
         """The open session of ``key``, if any."""
@@ -223,15 +253,18 @@ class Sessionizer:
         self.remember(session.key, segment if segment is not None else _segment_of(session))
         self.watermark = max(self.watermark, session.end)
 
-    def remember(self, key: str, segment: int) -> None:
-        """Restore the reopen counter of a closed key (from a changelog)."""
+    def remember(self, key: str, segment: int, sources: Mapping[int, int] | None = None) -> None:
+        """Restore the reopen counter (and applied source offsets) of a closed key (from a changelog)."""
         self._segments.pop(key, None)
         self._segments[key] = max(1, int(segment))
+        if sources:
+            self._closed_sources[key] = dict(sources)
         while len(self._segments) > self.max_closed_keys:
             self._forget_oldest()
 
     def _forget_oldest(self) -> None:
         k, _ = self._segments.popitem(last=False)
+        self._closed_sources.pop(k, None)
         self._forgotten.append(k)
 
     def evict(self, now: float) -> list[Session]:
@@ -260,7 +293,8 @@ class Sessionizer:
         self._segments[key] = n
         while len(self._segments) > self.max_closed_keys:
             self._forget_oldest()
-        sess = Session(session_id=key if n == 1 else f"{key}#{n}", key=key, entity=entity, start=t, end=t)
+        sess = Session(session_id=key if n == 1 else f"{key}#{n}", key=key, entity=entity, start=t, end=t,
+                       sources=self._closed_sources.pop(key, {}))
         self._open[key] = sess
         return sess
 
@@ -282,13 +316,17 @@ class Sessionizer:
         s.max_event_score = max(s.max_event_score, score)
 
     def _close(self, key: str) -> Session:
-        return self._open.pop(key)
+        sess = self._open.pop(key)
+        if sess.sources and key in self._segments:
+            self._closed_sources[key] = dict(sess.sources)
+        return sess
 
     def snapshot(self) -> dict[str, Any]:
         """Plain-data state (JSON-serializable)."""
         return {"watermark": self.watermark if self.watermark != float("-inf") else None,
                 "open": [s.to_dict() for s in self._open.values()],
-                "segments": [[k, n] for k, n in self._segments.items()]}
+                "segments": [[k, n] for k, n in self._segments.items()],
+                "closed_sources": {k: sources_out(v) for k, v in self._closed_sources.items()}}
 
     def restore(self, state: Mapping[str, Any]) -> None:
         wm = state.get("watermark")
@@ -298,9 +336,20 @@ class Sessionizer:
             s = Session.from_dict(d)
             self._open[s.key] = s
         self._segments = OrderedDict((str(k), int(n)) for k, n in state["segments"])
+        self._closed_sources = {str(k): sources_in(v) for k, v in state.get("closed_sources", {}).items()}
 
 
 def _segment_of(session: Session) -> int:
     """The reopen number in a session id (``key`` → 1, ``key#3`` → 3)."""
     tail = session.session_id[len(session.key):]
     return int(tail[1:]) if tail.startswith("#") and tail[1:].isdigit() else 1
+
+
+def sources_out(sources: Mapping[int, int]) -> dict[str, int]:
+    """Applied source offsets as JSON (partition numbers as string keys)."""
+    return {str(p): int(o) for p, o in sources.items()}
+
+
+def sources_in(data: Mapping[str, Any] | None) -> dict[int, int]:
+    """Inverse of :func:`sources_out` (``None`` or missing: none applied)."""
+    return {int(p): int(o) for p, o in (data or {}).items()}

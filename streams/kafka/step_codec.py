@@ -26,8 +26,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def encode_session_steps(outcome: BatchOutcome, stage: SessionStage) -> list[tuple[bytes, bytes]]:
-    """(key, value) of the session steps of a processed batch, in input order."""
+def encode_session_steps(outcome: BatchOutcome, stage: SessionStage,
+                         sources: Sequence[tuple[int, int]] | None = None) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the session steps of a processed batch, in input order; ``sources``: the (partition,
+    offset) each input was read from, carried as ``src`` so the session agent skips re-deliveries."""
     out: list[tuple[bytes, bytes]] = []
     if outcome.vectors is None:
         return out
@@ -38,10 +40,11 @@ def encode_session_steps(outcome: BatchOutcome, stage: SessionStage) -> list[tup
         if found is None:
             continue
         key, entity = found
-        out.append((key.encode("utf-8"), dumps({
-            "k": key, "en": list(entity), "t": r.event["time"], "id": r.event_id, "tid": r.template_id or "",
-            "tpl": r.template or "", "s": round(float(r.score), 3), "v": vector_text(outcome.vectors[r.row]),
-        })))
+        step = {"k": key, "en": list(entity), "t": r.event["time"], "id": r.event_id, "tid": r.template_id or "",
+                "tpl": r.template or "", "s": round(float(r.score), 3), "v": vector_text(outcome.vectors[r.row])}
+        if sources is not None:
+            step["src"] = list(sources[r.index])
+        out.append((key.encode("utf-8"), dumps(step)))
     return out
 
 

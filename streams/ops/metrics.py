@@ -139,6 +139,10 @@ SESSIONS_CLOSED = Counter("secstream_sessions_closed_total",
                           ["reason"], registry=REGISTRY)
 SESSIONS_ROLLING = Counter("secstream_sessions_rolling_scores_total",
                            "Early (rolling) scores of long open sessions.", registry=REGISTRY)
+SESSION_STEPS_REPEATED = Counter("secstream_session_steps_repeated_total",
+                                 "Session steps skipped as re-deliveries (their event's source offset was already "
+                                 "applied to the session's key): a restart's replay, not counted twice.",
+                                 registry=REGISTRY)
 SESSION_SCORE = Histogram("secstream_session_score", "Scores (0-100) of closed sessions after warm-up.",
                           buckets=(10, 25, 50, 75, 80, 85, 90, 95, 99, 100), registry=REGISTRY)
 ENTITIES = Gauge("secstream_entities", "Entities with a committed embedding held by this worker (its entity "

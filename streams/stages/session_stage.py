@@ -59,11 +59,12 @@ class SessionOutcome:
     #: evidence vector of each alert (the session vector), for suppression by analyst feedback
     alert_vectors: list[np.ndarray] = field(default_factory=list)
     rolling: int = 0  # open sessions scored early in this batch
+    repeated: int = 0  # re-delivered steps skipped (detection/sessions.py: sources)
     #: open sessions this batch changed (to persist), keys left without an open session,
-    #: (key, reopen counter) of the keys that closed, keys whose counter was forgotten
+    #: (key, reopen counter, applied source offsets) of the keys that closed, keys whose counter was forgotten
     touched: list[Session] = field(default_factory=list)
     ended: list[str] = field(default_factory=list)
-    segments: list[tuple[str, int]] = field(default_factory=list)
+    segments: list[tuple[str, int, dict[int, int]]] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)
 
 
@@ -113,13 +114,15 @@ class SessionStage:
     # ------------------------------------------------------------------ batches
     def observe(self, events: Sequence[Mapping[str, Any]], vectors: np.ndarray, template_ids: Sequence[str],
                 templates: Sequence[str], scores: Sequence[float], *, partition: int = 0,
-                keys: Sequence[Key | None] | None = None) -> SessionOutcome:
-        """Add a batch of scored events (stream order) to ``partition``'s sessions."""
+                keys: Sequence[Key | None] | None = None,
+                sources: Sequence[tuple[int, int] | None] | None = None) -> SessionOutcome:
+        """Add a batch of scored events (stream order) to ``partition``'s sessions; ``sources``: where each
+        was read from, to skip re-deliveries (:meth:`detection.sessions.Sessionizer.observe`)."""
         sz = self.sessionizer(partition)
         if keys is None:
             keys = [sz.key_of(ev) for ev in events]
-        obs = sz.observe(events, vectors, template_ids, templates, scores, keys=keys)
-        out = SessionOutcome(session_ids=obs.session_ids, forgotten=obs.forgotten)
+        obs = sz.observe(events, vectors, template_ids, templates, scores, keys=keys, sources=sources)
+        out = SessionOutcome(session_ids=obs.session_ids, forgotten=obs.forgotten, repeated=obs.repeated)
         self._close(obs.closed, out)
         seen: set[str] = set()
         for found in keys:
@@ -132,7 +135,7 @@ class SessionStage:
                 out.touched.append(sess)
                 self._rolling(sess, out)
         out.ended = [c.session.key for c in out.closed if sz.get(c.session.key) is None]
-        out.segments = [(c.session.key, _segment_of(c.session)) for c in out.closed]
+        out.segments = _segments(out.closed)
         return out
 
     def advance(self, partition: int, silence_s: float) -> SessionOutcome:
@@ -147,7 +150,7 @@ class SessionStage:
             return out
         self._close(sz.evict(sz.watermark + silence_s), out)
         out.ended = [c.session.key for c in out.closed if sz.get(c.session.key) is None]
-        out.segments = [(c.session.key, _segment_of(c.session)) for c in out.closed]
+        out.segments = _segments(out.closed)
         return out
 
     def flush(self) -> SessionOutcome:
@@ -219,3 +222,8 @@ class SessionStage:
         return session_point(sess, vector=vector, members=members, score=res.score,
                              alert=alert, model_version=self.model_version)
 
+
+
+def _segments(closed: Sequence[ClosedSession]) -> list[tuple[str, int, dict[int, int]]]:
+    """(key, reopen counter, applied source offsets) of each closed session: what its key's memory keeps."""
+    return [(c.session.key, _segment_of(c.session), dict(c.session.sources)) for c in closed]

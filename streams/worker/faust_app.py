@@ -226,7 +226,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         async with self._turn:
             values = [e.value if isinstance(e.value, bytes) else bytes(e.value or b"") for e in events]
-            scoring = loop.run_in_executor(self.executor, self._process, values)
+            sources = [(e.message.partition, e.message.offset) for e in events]
+            scoring = loop.run_in_executor(self.executor, self._process, values, sources)
             try:
                 outcome, steps, entity_steps = await asyncio.shield(scoring)
             except asyncio.CancelledError:  # the pipeline thread goes on and learns the batch: hold what it decides
@@ -268,10 +269,11 @@ class Worker:
             metrics.TEXT_CACHE.labels("miss").inc(misses - last_misses)
         self._cache_seen = (hits, misses)
 
-    def _process(self, values: list[bytes]) -> tuple[BatchOutcome, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    def _process(self, values: list[bytes], sources: list[tuple[int, int]]
+                 ) -> tuple[BatchOutcome, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
         """Score a batch and derive its session and entity steps (on the pipeline thread)."""
         outcome = self.pipeline.process(values)
-        steps = encode_session_steps(outcome, self.stage) if self.stage is not None else []
+        steps = encode_session_steps(outcome, self.stage, sources) if self.stage is not None else []
         e_steps = (encode_entity_steps(*entity_steps(outcome, self.entity_stage.types))
                    if self.entity_stage is not None else [])
         return outcome, steps, e_steps

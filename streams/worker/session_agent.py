@@ -14,9 +14,9 @@ what each batch changed into the Faust table ``sessions`` (changelog topic
 
 - ``s:<key>`` → the open session (plain data, vectors base64) — written when a
   batch touches it, deleted (tombstone) when it closes;
-- ``n:<key>`` → ``[partition, n]``, the reopen counter of a closed key (so the next
-  session of the key is ``key#n+1`` after a restart too), deleted when the bounded
-  memory of closed keys forgets it;
+- ``n:<key>`` → ``[partition, n, sources]``, the reopen counter of a closed key (so
+  the next session of the key is ``key#n+1`` after a restart too) and the source
+  offsets applied to it, deleted when the bounded memory of closed keys forgets it;
 - ``w:<partition>`` → ``[partition, watermark]``, written last for every batch (see
   :meth:`SessionAgent._persist` for why).
 
@@ -26,7 +26,11 @@ revoked partitions are dropped (their new owner recovers them). Memory stays
 bounded: closed sessions leave the table, and the reopen counters are an LRU.
 
 At-least-once, like the rest (Tansu has no transactions): a crash between a
-changelog write and the offset commit replays the steps of that window.
+changelog write and the offset commit replays the steps of that window, and a
+restarted events agent sends again the steps of the events it re-reads. Each step
+carries its event's source (events partition, offset); a key's record keeps the
+highest source offsets applied to it, so a replayed step is skipped instead of
+counted twice (detection/sessions.py; metric ``secstream_session_steps_repeated_total``).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any
 
 import faust
 
-from detection.sessions import Session
+from detection.sessions import Session, sources_in, sources_out
 from detection.times import iso_time
 from streams.ops import metrics
 from streams.stages.session_stage import SessionOutcome, SessionStage
@@ -87,8 +91,9 @@ class SessionAgent(TableAgent):
             return SessionOutcome()
         events = [{"time": d["t"], "event_id": d["id"]} for d in steps]
         keys = [(str(d["k"]), (str(d["en"][0]), str(d["en"][1]))) for d in steps]
+        sources = [(int(d["src"][0]), int(d["src"][1])) if d.get("src") else None for d in steps]
         return self.stage.observe(events, vectors, [d["tid"] for d in steps], [d["tpl"] for d in steps],
-                                  [float(d["s"]) for d in steps], partition=partition, keys=keys)
+                                  [float(d["s"]) for d in steps], partition=partition, keys=keys, sources=sources)
 
     async def _idle_timer(self) -> None:
         """Close sessions when the stream has been silent: advance each watermark by the silence."""
@@ -117,6 +122,8 @@ class SessionAgent(TableAgent):
                 metrics.SESSION_SCORE.observe(c.result.score)
         if outcome.rolling:
             metrics.SESSIONS_ROLLING.inc(outcome.rolling)
+        if outcome.repeated:
+            metrics.SESSION_STEPS_REPEATED.inc(outcome.repeated)
         metrics.SESSIONS_OPEN.set(self.stage.open_sessions())
         metrics.observe_threshold("session", self.stage.alert_threshold)
         if outcome.closed:
@@ -126,7 +133,8 @@ class SessionAgent(TableAgent):
         writes: list[tuple[bytes, Any]] = []
         writes += [(b"s:" + s.key.encode("utf-8"), {"p": partition, **s.to_dict()}) for s in outcome.touched]
         writes += [(b"s:" + key.encode("utf-8"), None) for key in outcome.ended]
-        writes += [(b"n:" + key.encode("utf-8"), [partition, n]) for key, n in outcome.segments]
+        writes += [(b"n:" + key.encode("utf-8"), [partition, n, sources_out(src)])
+                   for key, n, src in outcome.segments]
         writes += [(b"n:" + key.encode("utf-8"), None) for key in outcome.forgotten]
         futures = [fut for key, value in writes if (fut := await self._write(partition, key, value)) is not None]
         if futures:
@@ -153,7 +161,7 @@ class SessionAgent(TableAgent):
                     sz.adopt(Session.from_dict(value))
                     opened += 1
                 elif kind == b"n:" and value[0] == partition and sz.get(name) is None:
-                    sz.remember(name, int(value[1]))
+                    sz.remember(name, int(value[1]), sources_in(value[2]) if len(value) > 2 else None)
                     remembered += 1
                 elif kind == b"w:" and value[0] == partition and value[1] is not None:
                     sz.watermark = max(sz.watermark, float(value[1]))

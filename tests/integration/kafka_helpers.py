@@ -191,6 +191,36 @@ def committed_offset(bootstrap: str, topic: str, partition: int = 0, group: str 
     return asyncio.run(read())
 
 
+def rewind_group(bootstrap: str, offsets: dict[tuple[str, int], int], group: str = "secstream",
+                 timeout_s: float = 60.0) -> None:
+    """Commit ``offsets`` ((topic, partition) → offset) for ``group`` while no worker runs: its next worker reads
+    again from there, as after a crash that lost the commits (forces a re-delivery). The committer joins the
+    group as its only member (Tansu refuses a commit from a consumer outside the group) and leaves."""
+    from aiokafka import TopicPartition
+    from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+    from aiokafka.structs import OffsetAndMetadata
+
+    class AsFaust(RoundRobinPartitionAssignor):
+        name = "faust"  # the group's protocol: a stopped worker's member may linger in Tansu's group
+
+    async def commit() -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                    partition_assignment_strategy=(AsFaust,))
+        await consumer.start()
+        try:
+            consumer.subscribe(sorted({t for t, _ in offsets}))
+            wanted = {TopicPartition(t, p) for t, p in offsets}
+            deadline = time.monotonic() + timeout_s
+            while not wanted <= consumer.assignment():
+                assert time.monotonic() < deadline, f"never assigned {sorted(wanted)}: {consumer.assignment()}"
+                await consumer.getmany(timeout_ms=200)  # polls: joins the group
+            await consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "") for (t, p), o in offsets.items()})
+        finally:
+            await consumer.stop()
+
+    asyncio.run(commit())
+
+
 async def drain(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[tuple[bytes | None, bytes]]:
     """Everything in ``topic`` now: read up to each partition's end offset (no idle guess)."""
     from aiokafka import TopicPartition

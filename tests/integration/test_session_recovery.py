@@ -8,6 +8,12 @@ close ONCE, with all five events and the first event's start time: the open
 session came back from the Faust table's changelog, not from a new start. A key
 that had closed before the restart reopens with the next number (``#2``), and the
 closed sessions are in the ``sessions`` collection of the store.
+
+Between the two workers the group's offsets are rewound to 0 (events and session
+steps), as a crash that lost its commits leaves them: the second worker reads every
+event and every step again. A re-delivered step must not count twice, nor reopen a
+session that closed: each step carries its event's source offset, and a session key
+remembers the offsets applied to it (detection/sessions.py).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import json
 from pathlib import Path
 
 import pytest
-from kafka_helpers import WorkerProc, drain
+from kafka_helpers import WorkerProc, drain, rewind_group
 
 from streams.kafka.embedded_broker import EmbeddedBroker, create_topic
 from streams.cli.topic_commands import produce_values
@@ -62,15 +68,19 @@ def test_open_sessions_survive_a_worker_restart(tmp_path: Path) -> None:
         finally:
             code = worker.stop()
         assert code == 0, (tmp_path / "worker1.log").read_text()[-3000:]
+        rewind_group(broker.bootstrap, {("secstream.events", 0): 0, ("secstream-session-steps", 0): 0,
+                                        ("secstream-session-steps", 1): 0})
 
         worker = WorkerProc(broker.bootstrap, data_dir, tmp_path / "worker2.log", **ENV)
         try:
             # the restarted worker holds both open sessions again before it sees anything new
             _open_sessions(worker, 2)
             assert asyncio.run(produce_values(broker.bootstrap, "secstream.events", second)) == len(second)
-            worker.wait_processed(len(second))
+            worker.wait_processed(len(first) + len(second))  # the first events again, then the new ones
             worker.wait_metric("secstream_sessions_closed_total", 2, labels='reason="gap"')
             worker.wait_metric("secstream_sessions_closed_total", 1, labels='reason="max_events"')
+            # every step of the first worker came twice (its events re-read, its steps re-read): all skipped
+            assert worker.wait_metric("secstream_session_steps_repeated_total", 2 * len(first)) == 2 * len(first)
         finally:
             code = worker.stop()
         assert code == 0, (tmp_path / "worker2.log").read_text()[-3000:]

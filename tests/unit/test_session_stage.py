@@ -51,7 +51,7 @@ def test_closed_sessions_are_scored_in_order_and_reported_for_the_changelog() ->
     assert out.closed == [] and {s.key for s in out.touched} == {"a", "b"}
     out = _batch(stage, [(500, "a", "t1")])  # a's gap passed: a closes and reopens as a#2, b is evicted
     assert [c.session.session_id for c in out.closed] == ["a", "b"]
-    assert out.ended == ["b"] and dict(out.segments) == {"a": 1, "b": 1}
+    assert out.ended == ["b"] and out.segments == [("a", 1, {}), ("b", 1, {})]
     assert [s.session_id for s in out.touched] == ["a#2"]
 
 
