@@ -299,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="100,250,500,1000,2000", help="events/s per step, comma-separated")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each step")
     ap.add_argument("--canaries", type=float, default=4.0, help="canary anomalies per second")
+    ap.add_argument("--warmup-seconds", type=float, default=10.0,
+                    help="length of the 300 ev/s warm-up before the steps (model loaded, detector past warm-up)")
     ap.add_argument("--batch-size", type=int, default=None, help="SECSTREAM_BATCH_SIZE of the worker")
     ap.add_argument("--overload", type=float, default=0.0,
                     help="backpressure: one step at this many times the highest sustained rate of a probe")
@@ -314,13 +316,14 @@ def main(argv: list[str] | None = None) -> int:
         rates = [float(r) for r in args.rates.split(",") if r.strip()]
     except ValueError:
         ap.error(f"--rates takes numbers separated by commas, e.g. 250,500,1000; got {args.rates!r}")
-    if not rates or min(rates) <= 0 or args.seconds <= 0:
-        ap.error("--rates must be positive numbers and --seconds > 0")
+    if not rates or min(rates) <= 0 or args.seconds <= 0 or args.warmup_seconds < 0:
+        ap.error("--rates must be positive numbers, --seconds > 0 and --warmup-seconds >= 0")
     rig = Rig(args.canaries, args.batch_size, SMALL_STATE if args.small_state else None)
     try:
         rig.wait_ready()
         assert rig.load is not None
-        run_step(rig.load, rig.port, rig.worker.pid, 300, 10)  # warm-up: model loaded, detector past warm-up
+        if args.warmup_seconds:  # model loaded, detector past warm-up
+            run_step(rig.load, rig.port, rig.worker.pid, 300, args.warmup_seconds)
         steps = [run_step(rig.load, rig.port, rig.worker.pid, r, args.seconds) for r in rates]
         if args.overload:
             best = max([s["rate"] for s in steps if s["sustained"]] or [rates[0]])

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_bench_e2e_reports_each_step(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--rates", "100", "--seconds", "3", "--json"]) == 0
+    assert main(["--rates", "100", "--seconds", "3", "--warmup-seconds", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     (step,) = out["steps"]
     assert step["rate"] == 100 and step["sent"] > 0
