@@ -40,8 +40,10 @@ from streams.worker.stall import PartitionState, Stall, StallDetector, lag
 
 log = logging.getLogger(__name__)
 
-#: while the store fails, a batch in flight longer than this (a quarter of the stall timeout when that is shorter)
-#: holds the worker: backpressure, not a stall
+#: a batch in flight longer than this (a quarter of the stall timeout when that is shorter) holds the worker:
+#: backpressure, not a stall. The store retrying, or a worker's first batch waiting for the text model (~7 s of
+#: imports; under load a 4 s stall timeout read that as a `hole` with nothing committed yet, 2026-12-07). A batch
+#: that never finishes is the guard's `batch` stall (:data:`STUCK_AFTER_MIN_S`); holes are repaired either way.
 BUSY_AFTER_S = 5.0
 #: a hole (committed offset waiting for an offset nobody will finish) lasting this long is sought back to
 HOLE_REPAIR_AFTER_S = 10.0
@@ -115,7 +117,7 @@ class ConsumerWatch:
         if age >= self.stuck_after_s and not failing:
             return await self._on_stuck_batch(age, states, now)
         stalls = self.detector.observe(now, states, recovering=recovering, recovery_progress=progress,
-                                       busy=failing and age > self.busy_after_s)
+                                       busy=age > self.busy_after_s)
         if stalls:
             await self._on_stalls(stalls, states, now)
         return stalls
