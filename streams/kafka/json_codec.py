@@ -1,4 +1,4 @@
-"""What secstream's own messages look like on the wire: compact JSON, vectors as base64 float32.
+"""What secstream's own messages look like on the wire: compact JSON (steps: streams/kafka/step_codec.py).
 
 Shared by the events agent (alerts, DLQ records), the session and entity steps
 (:mod:`streams.worker.session_agent`, :mod:`streams.stages.entity_stage`) and their agents.
@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from detection.plain import b64, unb64
+from detection.plain import unb64
 
-__all__ = ["dumps", "stack_newest", "vector_from", "vector_text"]
+__all__ = ["dumps", "stack_newest", "vector_from"]
 
 T = TypeVar("T")
 
@@ -24,13 +24,9 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def vector_text(vec: np.ndarray) -> str:
-    """A vector as base64 of little-endian float32."""
-    return b64(vec, "<f4")
-
-
 def vector_from(text: str) -> np.ndarray:
-    """Inverse of :func:`vector_text` (float32)."""
+    """A vector from base64 of little-endian float32 (steps written before streams/kafka/step_codec.py framed
+    them in binary)."""
     return unb64(text, "<f4", "<f4")
 
 

@@ -3,6 +3,7 @@ steps on the wire, and what the stage refuses."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from detection.alerts import alert_id
 from detection.entity_alerts import joined_score
 from detection.entity_tracker import EntityTracker
+from detection.plain import b64
 from schemas.alert import validate_alert
 from streams.kafka.step_codec import decode_entity_steps, encode_entity_steps
 from streams.stages.entity_stage import EntityStage, EntityStep
@@ -76,6 +78,13 @@ def test_steps_round_trip_on_the_wire_and_bad_ones_are_skipped() -> None:
     wire = encode_entity_steps(steps, vecs)
     assert wire[0][0] == b"user:alice"
     back, v = decode_entity_steps([wire[0][1], b"{not json", b'{"en": 1}'])
+    assert back == steps and np.array_equal(v, vecs)
+    # a binary frame: the vector as raw float32 after the fields, not base64 inside them
+    frame = wire[0][1]
+    assert frame[:1] == b"\x01" and frame.endswith(vecs[0].astype("<f4").tobytes()) and b'"v"' not in frame
+    # truncated or padded frames are skipped, and a step in the earlier JSON format is still read
+    old = dict(json.loads(frame[5:5 + int.from_bytes(frame[1:5], "little")]), v=b64(vecs[0], "<f4"))
+    back, v = decode_entity_steps([frame[:3], frame[:-2], frame + b"\0", json.dumps(old).encode()])
     assert back == steps and np.array_equal(v, vecs)
 
 
