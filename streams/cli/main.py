@@ -34,7 +34,7 @@ BENCHES = {"encode": "bench.encode", "eval-hdfs": "bench.eval_hdfs", "sample": "
            "entity-update": "bench.entity_update",
            "entity-drift": "bench.entity_scenario", "alerts": "bench.alert_volume",
            "fuzz": "bench.fuzz", "e2e": "bench.e2e", "backpressure": "bench.backpressure",
-           "restarts": "bench.restarts"}
+           "restarts": "bench.restarts", "traffic": "bench.traffic"}
 TRAINABLE = ("categorical", "sessions")
 log = logging.getLogger("secstream")
 
