@@ -47,14 +47,16 @@ def _open_sessions(worker: WorkerProc, n: int) -> None:
 
 def test_open_sessions_survive_a_worker_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    # Each session is closed by its own key's next event or by max_events (6), never by
-    # another key's time: the two session partitions each keep their own watermark.
+    # Event times never go back once a gap is crossed: the three keys may share one session partition, whose
+    # watermark (the latest event time of its batch) closes every session idle for the gap at the end of each
+    # batch. 'burst#2' at t=10..15 after 'short' at t=150 was closed by that (gap, 3 events) whenever a batch
+    # ended inside it, and never reached max_events (1 run in 6 alone, more under load, 2026-12-07).
     burst = [_event(i, "burst", i, "login failed") for i in range(6)]  # closes at 6 events, before the restart
     first = [_event(0, "keep", 1, "login accepted"), _event(1, "keep", 2, "list files"),
              _event(2, "keep", 3, "read file"), _event(0, "short", 1, "login accepted"), *burst]
     second = [_event(3, "keep", 4, "write file"), _event(4, "keep", 5, "logout"),
               _event(150, "short", 2, "login accepted"),  # gap: closes 'short', opens 'short#2'
-              *[_event(10 + i, "burst", 10 + i, "login failed") for i in range(6)],  # 'burst#2', 6 events
+              *[_event(160 + i, "burst", 10 + i, "login failed") for i in range(6)],  # 'burst#2', 6 events
               _event(300, "keep", 6, "login accepted")]  # gap: closes 'keep' with 5 events
 
     with EmbeddedBroker(log_path=tmp_path / "tansu.log") as broker:
@@ -79,8 +81,9 @@ def test_open_sessions_survive_a_worker_restart(tmp_path: Path) -> None:
             worker.wait_processed(len(first) + len(second))  # the first events again, then the new ones
             worker.wait_metric("secstream_sessions_closed_total", 2, labels='reason="gap"')
             worker.wait_metric("secstream_sessions_closed_total", 1, labels='reason="max_events"')
-            # every step of the first worker came twice (its events re-read, its steps re-read): all skipped
-            assert worker.wait_metric("secstream_session_steps_repeated_total", 2 * len(first)) == 2 * len(first)
+            # every step of the first worker came twice (its events re-read, its steps re-read): all skipped (more
+            # when the new worker's first fetch is delivered again after Faust's seek: skipped as well)
+            worker.wait_metric("secstream_session_steps_repeated_total", 2 * len(first))
         finally:
             code = worker.stop()
         assert code == 0, (tmp_path / "worker2.log").read_text()[-3000:]
