@@ -54,7 +54,7 @@ def unframe(raw: bytes) -> tuple[dict[str, Any], np.ndarray]:
         fields = json.loads(raw[start:start + n])
         if not isinstance(fields, dict):
             raise ValueError("step fields are not a JSON object")
-        return fields, np.frombuffer(body, dtype="<f4").astype(np.float32)
+        return fields, np.frombuffer(body, dtype="<f4")  # a read-only view: the decoders stack the rows (a copy)
     fields = json.loads(raw)
     if not isinstance(fields, dict):
         raise ValueError("step is not a JSON object")
