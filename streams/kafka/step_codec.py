@@ -10,6 +10,15 @@ fields as compact JSON, then its vector as raw little-endian float32. The vector
 step in the earlier format (JSON with the vector as base64 float32 under ``"v"``, still in a topic
 after an upgrade) is read too. A step that cannot be read is logged and skipped: it is our own
 output, so it is a bug, not bad input.
+
+The events agent sends steps in bulk (:func:`pack`): one message per destination partition per batch
+(cut at :data:`BULK_BYTES`), not one per step. A bulk message is the byte ``0x02``, the length of the
+fields (uint32 LE) and the number of vector rows (uint32 LE), the steps' fields as one compact JSON list
+(each step's ``"r"`` is its row), then the rows as raw float32. An event's steps that go to one partition
+(its user and its host, say) share one row. The partition is the one Kafka's default partitioner gives
+the step's key (:func:`streams.kafka.partition_keys.partition_of`), so a key's steps stay on one
+partition across the change, and their order within a partition is the batch's order. Single frames and
+JSON steps are still read (a topic written before the upgrade).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from streams.kafka.json_codec import dumps, stack_newest, vector_from
+from streams.kafka.partition_keys import partition_of
 from streams.stages.entity_stage import EntityStep
 from streams.stages.pipeline import Accepted, BatchOutcome
 
@@ -32,7 +42,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FRAME = b"\x01"  # a JSON step starts with "{"
+BULK = b"\x02"
 _LENGTH = struct.Struct("<I")
+_BULK_HEAD = struct.Struct("<II")  # fields length, vector rows
+#: most vector bytes in one bulk message (the producer sends up to 1 MiB of a partition per request)
+BULK_BYTES = 512 * 1024
 
 
 def frame(fields: dict[str, Any], vector: np.ndarray) -> bytes:
@@ -61,13 +75,65 @@ def unframe(raw: bytes) -> tuple[dict[str, Any], np.ndarray]:
     return fields, vector_from(fields["v"])
 
 
-def encode_session_steps(outcome: BatchOutcome, stage: SessionStage,
-                         sources: Sequence[tuple[int, int]] | None = None) -> list[tuple[bytes, bytes]]:
-    """(key, value) of the session steps of a processed batch, in input order; ``sources``: the (partition,
-    offset) each input was read from, carried as ``src`` so the session agent skips re-deliveries."""
-    out: list[tuple[bytes, bytes]] = []
+def pack(steps: Sequence[tuple[bytes, dict[str, Any], int]], vectors: np.ndarray, partitions: int,
+         max_bytes: int = BULK_BYTES) -> list[tuple[int, bytes]]:
+    """Bulk messages of ``steps`` (key, fields, row of ``vectors``), in order: ``(partition, message)``, one per
+    partition unless its rows pass ``max_bytes`` (module docstring)."""
+    by_partition: dict[int, list[tuple[dict[str, Any], int]]] = {}
+    for key, fields, row in steps:
+        by_partition.setdefault(partition_of(key, partitions), []).append((fields, row))
+    row_bytes = 4 * int(vectors.shape[1]) if vectors.ndim == 2 else 0
+    out: list[tuple[int, bytes]] = []
+    for partition in sorted(by_partition):
+        chunk: list[dict[str, Any]] = []
+        rows: dict[int, int] = {}  # row of ``vectors`` -> row of the message
+        for fields, row in by_partition[partition]:
+            if row not in rows and chunk and (len(rows) + 1) * row_bytes > max_bytes:
+                out.append((partition, _bulk(chunk, vectors, rows)))
+                chunk, rows = [], {}
+            chunk.append({**fields, "r": rows.setdefault(row, len(rows))})
+        out.append((partition, _bulk(chunk, vectors, rows)))
+    return out
+
+
+def _bulk(chunk: list[dict[str, Any]], vectors: np.ndarray, rows: dict[int, int]) -> bytes:
+    meta = dumps(chunk)
+    matrix = np.ascontiguousarray(vectors[np.fromiter(rows, dtype=np.int64, count=len(rows))], dtype="<f4")
+    return BULK + _BULK_HEAD.pack(len(meta), len(rows)) + meta + matrix.tobytes()
+
+
+def unpack(raw: bytes) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """The steps of one message, bulk (:func:`pack`) or single (:func:`unframe`): (fields, vector) each; the
+    vectors are read-only views. Raises ValueError when the message is unreadable."""
+    if raw[:1] != BULK:
+        return [unframe(raw)]
+    start = 1 + _BULK_HEAD.size
+    if len(raw) < start:
+        raise ValueError(f"bulk steps of {len(raw)} bytes have no header")
+    n, count = _BULK_HEAD.unpack_from(raw, 1)
+    body = len(raw) - start - n
+    if body < 0 or (count and body % (4 * count)) or (not count and body):
+        raise ValueError(f"bulk steps of {len(raw)} bytes do not hold {n} bytes of fields and {count} float32 rows")
+    fields = json.loads(raw[start:start + n])
+    if not isinstance(fields, list):
+        raise ValueError("bulk step fields are not a JSON list")
+    matrix = np.frombuffer(raw, dtype="<f4", offset=start + n).reshape(count, -1) if count else None
+    out = []
+    for d in fields:
+        if not isinstance(d, dict) or not isinstance(d.get("r"), int) or matrix is None or not 0 <= d["r"] < count:
+            raise ValueError("a bulk step without a readable row")
+        out.append((d, matrix[d["r"]]))
+    return out
+
+
+def encode_session_steps(outcome: BatchOutcome, stage: SessionStage, partitions: int,
+                         sources: Sequence[tuple[int, int]] | None = None) -> list[tuple[int, bytes]]:
+    """``(partition, message)`` of the session steps of a processed batch (:func:`pack`), in input order;
+    ``sources``: the (partition, offset) each input was read from, carried as ``src`` so the session agent
+    skips re-deliveries."""
     if outcome.vectors is None:
-        return out
+        return []
+    steps: list[tuple[bytes, dict[str, Any], int]] = []
     for r in outcome.results:
         if not isinstance(r, Accepted) or r.event is None or r.row < 0:
             continue
@@ -79,44 +145,51 @@ def encode_session_steps(outcome: BatchOutcome, stage: SessionStage,
                 "tpl": r.template or "", "s": round(float(r.score), 3)}
         if sources is not None:
             step["src"] = list(sources[r.index])
-        out.append((key.encode("utf-8"), frame(step, outcome.vectors[r.row])))
-    return out
+        steps.append((key.encode("utf-8"), step, r.row))
+    return pack(steps, outcome.vectors, partitions) if steps else []
 
 
 def decode_session_steps(values: Sequence[bytes]) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Steps (plain dicts) and their vectors; an unreadable step is logged and skipped (it is our own output)."""
+    """Steps (plain dicts) and their vectors; an unreadable message is logged and skipped (it is our own output)."""
     steps, rows = [], []
     for v in values:
         try:
-            d, vec = unframe(v)
-            rows.append(vec)
-            steps.append(d)
+            for d, vec in unpack(v):
+                rows.append(vec)
+                steps.append(d)
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipping unreadable session step: %s", exc)
+            log.warning("skipping unreadable session steps: %s", exc)
     return stack_newest(steps, rows)
 
 
-def encode_entity_steps(steps: Sequence[EntityStep], vectors: np.ndarray) -> list[tuple[bytes, bytes]]:
-    """(key, value) messages of steps for ``<app>-entity-steps`` (:func:`frame`)."""
-    out = []
-    for step, vec in zip(steps, vectors):
+def encode_entity_steps(steps: Sequence[EntityStep], vectors: np.ndarray, partitions: int,
+                        rows: Sequence[int] | None = None) -> list[tuple[int, bytes]]:
+    """``(partition, message)`` of entity steps for ``<app>-entity-steps`` (:func:`pack`); ``rows``: the row of
+    ``vectors`` of each step (default: one row per step)."""
+    items = []
+    for i, step in enumerate(steps):
         value = {"en": list(step.entity), "t": step.time, "id": step.event_id, "s": round(step.score, 3),
                  "a": step.alerted, "tid": step.template_id, "tpl": step.template,
                  "ev": step.summary, "sid": step.session_id, "sev": step.severity}
-        out.append((step.key, frame(value, vec)))
-    return out
+        items.append((step.key, value, i if rows is None else rows[i]))
+    return pack(items, vectors, partitions) if items else []
 
 
 def decode_entity_steps(values: Iterable[bytes]) -> tuple[list[EntityStep], np.ndarray]:
-    """Inverse of :func:`encode_entity_steps`; an unreadable step is logged and skipped (it is our own output)."""
+    """Inverse of :func:`encode_entity_steps`; an unreadable message is logged and skipped (it is our own output)."""
     steps, rows = [], []
     for raw in values:
         try:
-            d, vec = unframe(raw)
-            steps.append(EntityStep((str(d["en"][0]), str(d["en"][1])), str(d["t"]), str(d["id"]), float(d["s"]),
-                                    bool(d["a"]), str(d["tid"]), str(d["tpl"]), dict(d["ev"]),
-                                    d.get("sid"), d.get("sev")))
-            rows.append(vec)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            log.warning("skipping unreadable entity step: %s", exc)
+            found = unpack(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping unreadable entity steps: %s", exc)
+            continue
+        for d, vec in found:
+            try:
+                steps.append(EntityStep((str(d["en"][0]), str(d["en"][1])), str(d["t"]), str(d["id"]),
+                                        float(d["s"]), bool(d["a"]), str(d["tid"]), str(d["tpl"]), dict(d["ev"]),
+                                        d.get("sid"), d.get("sev")))
+                rows.append(vec)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                log.warning("skipping an unreadable entity step: %s", exc)
     return stack_newest(steps, rows)

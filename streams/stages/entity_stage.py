@@ -55,7 +55,7 @@ from streams.store import StorePoint, VectorStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EntityOutcome", "EntityStage", "EntityStep", "entity_steps"]
+__all__ = ["EntityOutcome", "EntityStage", "EntityStep", "entity_step_rows", "entity_steps"]
 
 
 @dataclass
@@ -82,10 +82,19 @@ class EntityStep:
 def entity_steps(outcome: BatchOutcome, types: Sequence[str]) -> tuple[list[EntityStep], np.ndarray]:
     """The steps of a processed batch (input order, one per entity of each accepted event scored after the
     detector's warm-up) and their vectors."""
+    steps, rows = entity_step_rows(outcome, types)
+    if outcome.vectors is None:
+        return steps, np.zeros((0, 0), dtype=np.float32)
+    return steps, np.asarray(outcome.vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+
+
+def entity_step_rows(outcome: BatchOutcome, types: Sequence[str]) -> tuple[list[EntityStep], list[int]]:
+    """:func:`entity_steps` with each step's row of ``outcome.vectors`` instead of a copy of it (an event's steps
+    share its row)."""
     steps: list[EntityStep] = []
     rows: list[int] = []
     if outcome.vectors is None:
-        return steps, np.zeros((0, 0), dtype=np.float32)
+        return steps, rows
     for r in outcome.results:
         if not isinstance(r, Accepted) or r.event is None or r.row < 0 or r.warmup or r.repeated:
             continue  # warm-up events never become steps (module docstring), nor an id learned before
@@ -98,8 +107,7 @@ def entity_steps(outcome: BatchOutcome, types: Sequence[str]) -> tuple[list[Enti
                                     r.template_id or "", r.template or "", summary, r.session_id,
                                     r.event.get("severity")))
             rows.append(r.row)
-    return steps, np.asarray(outcome.vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
-
+    return steps, rows
 
 
 @dataclass

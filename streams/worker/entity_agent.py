@@ -1,8 +1,9 @@
 """Live entities in the worker: entity steps repartitioned by entity, state in a changelog-backed table.
 
 The events agent sends one step per (event, entity) (:func:`streams.stages.entity_stage.entity_steps`)
-to ``<app_id>-entity-steps``, keyed ``type:id``: every step of an entity reaches one
-partition, hence one worker and one :class:`detection.entity_tracker.EntityTracker`.
+to ``<app_id>-entity-steps``, on the partition of its key ``type:id`` (in bulk:
+streams/kafka/step_codec.py): every step of an entity reaches one partition, hence one
+worker and one :class:`detection.entity_tracker.EntityTracker`.
 Per batch and partition the ``entities`` agent runs :meth:`EntityStage.observe` (entity
 scores, window commits, drift) and then
 

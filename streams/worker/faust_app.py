@@ -28,7 +28,7 @@ from streams.worker.alert_agent import AlertAgent
 from streams.worker.batches import finish_batch, wait_sent
 from streams.worker.consumer_watch import ConsumerWatch
 from streams.worker.entity_agent import EntityAgent
-from streams.stages.entity_stage import EntityStage, entity_steps
+from streams.stages.entity_stage import EntityStage, entity_step_rows
 from streams.kafka.faust_consumer import fix_stale_fetches
 from streams.kafka.fetch_wait import adapt_fetch_wait, limit_fetch_wait
 from streams.worker.feedback_agent import FeedbackAgent
@@ -270,16 +270,19 @@ class Worker:
         self._cache_seen = (hits, misses)
 
     def _process(self, values: list[bytes], sources: list[tuple[int, int]]
-                 ) -> tuple[BatchOutcome, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-        """Score a batch and derive its session and entity steps (on the pipeline thread)."""
+                 ) -> tuple[BatchOutcome, list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+        """Score a batch and derive its session and entity steps, in bulk per partition (on the pipeline thread)."""
         outcome = self.pipeline.process(values)
-        steps = encode_session_steps(outcome, self.stage, sources) if self.stage is not None else []
-        e_steps = (encode_entity_steps(*entity_steps(outcome, self.entity_stage.types))
-                   if self.entity_stage is not None else [])
+        partitions = self.settings.topic_partitions
+        steps = encode_session_steps(outcome, self.stage, partitions, sources) if self.stage is not None else []
+        e_steps: list[tuple[int, bytes]] = []
+        if self.entity_stage is not None and outcome.vectors is not None:
+            found, rows = entity_step_rows(outcome, self.entity_stage.types)
+            e_steps = encode_entity_steps(found, outcome.vectors, partitions, rows)
         return outcome, steps, e_steps
 
-    async def _publish(self, outcome: BatchOutcome, events: list[Any], steps: list[tuple[bytes, bytes]],
-                       e_steps: list[tuple[bytes, bytes]]) -> None:
+    async def _publish(self, outcome: BatchOutcome, events: list[Any], steps: list[tuple[int, bytes]],
+                       e_steps: list[tuple[int, bytes]]) -> None:
         sends = []
         if self.sessions is not None and steps:
             sends.extend(await self.sessions.send_steps(steps))

@@ -2,10 +2,11 @@
 
 The events agent scores events and sends one compact *step* per sessionized event
 (time, event id, template, score, vector) to the internal topic
-``<app_id>-session-steps``, keyed by the session key. That is a repartition, as
-Faust's ``group_by`` does, made explicit because what travels is the pipeline's
-output (the vector), not the raw event, so nothing is encoded twice. Every step of
-a session thus reaches the same partition, hence one worker.
+``<app_id>-session-steps``, on the partition of its session key (in bulk:
+streams/kafka/step_codec.py). That is a repartition, as Faust's ``group_by`` does, made
+explicit because what travels is the pipeline's output (the vector), not the raw event,
+so nothing is encoded twice. Every step of a session thus reaches the same partition,
+hence one worker.
 
 The session agent consumes the steps in batches, one
 :class:`~streams.stages.session_stage.SessionStage` sessionizer per partition, and mirrors

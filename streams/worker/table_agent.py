@@ -1,9 +1,9 @@
 """A Faust agent over a repartitioned internal topic, its per-partition state mirrored in a
 changelog-backed table: the machinery the session and entity agents share.
 
-The events agent sends *steps* to ``<app_id>-<steps>`` keyed by what the state is
-kept per (a session key, an entity); every step of a key thus reaches one partition,
-hence one worker. A subclass processes one partition's batch of steps at a time
+The events agent sends *steps* to ``<app_id>-<steps>``, in bulk: one message per partition per batch,
+each step on the partition its key (what the state is kept per: a session key, an entity) hashes to
+(streams/kafka/step_codec.py); every step of a key thus reaches one partition, hence one worker. A subclass processes one partition's batch of steps at a time
 (:meth:`TableAgent._batch`), writes what changed with :meth:`TableAgent._write`, and
 rebuilds a partition from the table in :meth:`TableAgent._load`.
 
@@ -69,9 +69,10 @@ class TableAgent(ABC):
         """Forget ``partition``'s state (revoked: its new owner recovers it)."""
 
     # ------------------------------------------------------------------ steps in
-    async def send_steps(self, steps: list[tuple[bytes, bytes]]) -> list[Any]:
-        """Publish steps (the events agent calls this); returns the send futures to await."""
-        return [await self.steps_topic.send(key=k, value=v) for k, v in steps]
+    async def send_steps(self, steps: list[tuple[int, bytes]]) -> list[Any]:
+        """Publish bulk step messages ``(partition, message)`` (the events agent calls this; streams/kafka/step_codec.py);
+        returns the send futures to await."""
+        return [await self.steps_topic.send(key=None, value=v, partition=p) for p, v in steps]
 
     async def _agent(self, stream: faust.StreamT) -> None:
         if self.ready is not None:

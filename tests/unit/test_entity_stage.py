@@ -14,7 +14,8 @@ from detection.entity_alerts import joined_score
 from detection.entity_tracker import EntityTracker
 from detection.plain import b64
 from schemas.alert import validate_alert
-from streams.kafka.step_codec import decode_entity_steps, encode_entity_steps
+from streams.kafka.partition_keys import partition_of
+from streams.kafka.step_codec import decode_entity_steps, encode_entity_steps, frame
 from streams.stages.entity_stage import EntityStage, EntityStep
 from tests.unit.test_entities import T0, iso, two_behaviours
 
@@ -72,20 +73,34 @@ def test_a_common_event_does_not_alert_on_the_entity_score_alone(trained: Any) -
 
 
 def test_steps_round_trip_on_the_wire_and_bad_ones_are_skipped() -> None:
-    steps = _steps([dict(user="alice", time=iso(T0), event_id="e1")])
+    steps = _steps([dict(user=u, time=iso(T0 + i), event_id=f"e{i}") for i, u in enumerate(["alice", "bob", "alice"])])
     steps[0].severity, steps[0].session_id = "high", "s1"
-    vecs = np.random.default_rng(1).standard_normal((1, 8)).astype(np.float32)
-    wire = encode_entity_steps(steps, vecs)
-    assert wire[0][0] == b"user:alice"
-    back, v = decode_entity_steps([wire[0][1], b"{not json", b'{"en": 1}'])
-    assert back == steps and np.array_equal(v, vecs)
-    # a binary frame: the vector as raw float32 after the fields, not base64 inside them
-    frame = wire[0][1]
-    assert frame[:1] == b"\x01" and frame.endswith(vecs[0].astype("<f4").tobytes()) and b'"v"' not in frame
-    # truncated or padded frames are skipped, and a step in the earlier JSON format is still read
-    old = dict(json.loads(frame[5:5 + int.from_bytes(frame[1:5], "little")]), v=b64(vecs[0], "<f4"))
-    back, v = decode_entity_steps([frame[:3], frame[:-2], frame + b"\0", json.dumps(old).encode()])
-    assert back == steps and np.array_equal(v, vecs)
+    vecs = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
+    wire = encode_entity_steps(steps, vecs, 4)
+    # one bulk message per partition, each step on the partition Kafka's default partitioner gives its key
+    assert sorted(p for p, _ in wire) == sorted({partition_of(s.key, 4) for s in steps})
+    for partition, message in wire:
+        assert message[:1] == b"\x02" and b'"v"' not in message
+        back, v = decode_entity_steps([message])
+        mine = [i for i, s in enumerate(steps) if partition_of(s.key, 4) == partition]
+        assert back == [steps[i] for i in mine] and np.array_equal(v, vecs[mine])  # in batch order
+    back, v = decode_entity_steps([m for _, m in wire] + [b"{not json", b'{"en": 1}'])
+    assert sorted(s.event_id for s in back) == ["e0", "e1", "e2"]
+    # a step in the earlier formats (a single frame; JSON with a base64 vector) is still read
+    single = frame(_fields(steps[1]), vecs[1])
+    old = json.dumps(dict(_fields(steps[1]), v=b64(vecs[1], "<f4"))).encode()
+    back, v = decode_entity_steps([single, old])
+    assert back == [steps[1], steps[1]] and np.array_equal(v, vecs[[1, 1]])
+    # truncated or padded messages are skipped whole; the others are read
+    bulk = wire[0][1]
+    back, v = decode_entity_steps([bulk[:3], bulk[:-2], bulk + b"\0", single])
+    assert back == [steps[1]]
+
+
+def _fields(step: EntityStep) -> dict[str, Any]:
+    return {"en": list(step.entity), "t": step.time, "id": step.event_id, "s": step.score, "a": step.alerted,
+            "tid": step.template_id, "tpl": step.template, "ev": step.summary, "sid": step.session_id,
+            "sev": step.severity}
 
 
 def test_join_types_must_be_tracked() -> None:
