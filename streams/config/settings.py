@@ -303,6 +303,13 @@ class Settings(BaseSettings):
         description="longest wait to fill a batch of the events and alerts agents (the session and entity agents "
                     "wait at least 0.2 s)",
     )
+    commit_interval_ms: int = Field(
+        default=1000, ge=0,
+        description="how often the session and entity agents write their state to its changelog and let the "
+                    "offsets of the steps since the last write be committed (Kafka Streams' commit.interval.ms): "
+                    "state a burst of batches changed is written once; a crash re-reads at most this much; 0: "
+                    "after every batch",
+    )
     max_message_bytes: int = Field(
         default=65_536 + 16_384, ge=1024,
         description="largest Kafka message accepted, checked before decoding; a larger one goes to the DLQ as "

@@ -29,13 +29,21 @@ log). Each path below let a commit pass offsets nobody processed, found by the r
 
 Every rule errs towards processing a record twice (effects are idempotent); a record held back
 wrongly shows as a hole, which the stall guard (streams/worker/consumer_watch.py) recovers by a rejoin.
+
+A batch can also finish with its state not yet durable: the table agents write their changelogs once
+per commit interval (streams/worker/table_agent.py). Its messages are *held* (:func:`hold`): their
+stream's ack is kept back, so they stay in flight (Faust's revocation and the hole check wait for
+them), until the state is written and :func:`release` records the acks. Faust waits for every
+message in flight before a revocation's commit and before the last commit of a stop
+(``Consumer.wait_empty``); while it waits, the callbacks given to :func:`on_wait_empty` run (the
+agents write their state), as Kafka Streams commits before it gives a partition away.
 """
 
 from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from faust.transport import consumer as faust_consumer
@@ -46,13 +54,17 @@ from streams.kafka import consumer_trace
 from streams.kafka.faust_consumer import group_start, seek_left_out
 
 
-__all__ = ["guard_topics", "holes", "install", "mark_processed", "dropped_acks"]
+__all__ = ["dropped_acks", "guard_topics", "hold", "holes", "install", "mark_processed",
+           "on_wait_empty", "release", "unhold"]
 
 log = logging.getLogger(__name__)
 
 _guarded: set[str] = set()
 _processed: weakref.WeakSet[Any] = weakref.WeakSet()  # messages whose batch finished
 _dropped = {"skipped": 0, "gaps": 0}
+_holding: weakref.WeakSet[Any] = weakref.WeakSet()  # finished, their state not durable yet: acks kept back
+_ack_asked: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # held message -> its consumer
+_on_wait_empty: list[Callable[[], Awaitable[None]]] = []
 
 _ORIGINAL_ACK = faust_consumer.Consumer.ack
 _ORIGINAL_REVOKED = faust_consumer.Consumer.on_partitions_revoked
@@ -73,12 +85,55 @@ def mark_processed(events: Sequence[Any]) -> None:
             _processed.add(message)
 
 
+def hold(events: Sequence[Any]) -> None:
+    """The batch of ``events`` finished, its state is not durable yet: keep their acks back until
+    :func:`release` (or :func:`unhold`)."""
+    for event in events:
+        message = getattr(event, "message", None)
+        if message is not None:
+            _holding.add(message)
+
+
+def release(events: Sequence[Any]) -> None:
+    """The state of held ``events`` is durable: they are processed, and an ack their stream asked for is
+    recorded now."""
+    for event in events:
+        message = getattr(event, "message", None)
+        if message is None:
+            continue
+        _holding.discard(message)
+        _processed.add(message)
+        consumer = _ack_asked.pop(message, None)
+        if consumer is not None:
+            _ORIGINAL_ACK(consumer, message)
+
+
+def unhold(events: Sequence[Any]) -> None:
+    """Held ``events`` will not be released (their state could not be written): no longer held, never
+    recorded (the caller withholds them: streams/worker/batches.py)."""
+    for event in events:
+        message = getattr(event, "message", None)
+        if message is not None:
+            _holding.discard(message)
+            _ack_asked.pop(message, None)
+
+
+def on_wait_empty(callback: Callable[[], Awaitable[None]]) -> None:
+    """Await ``callback()`` whenever Faust waits for the messages in flight (a revocation, a stop)."""
+    _on_wait_empty.append(callback)
+
+
 def dropped_acks() -> dict[str, int]:
     """How many acks and gaps were not recorded, by why (for the trace and the tests)."""
     return dict(_dropped)
 
 
 def _ack(self: Any, message: Any) -> bool:
+    if message in _holding and not message.acked:
+        with ack_lock:
+            if message in _holding:  # recorded by release(), in flight until then
+                _ack_asked[message] = self
+                return False
     if message.topic in _guarded and not message.acked and message not in _processed:
         with ack_lock:
             if message.acked:
@@ -210,6 +265,25 @@ def _queued(consumer: Any, tp: Any, low: int, high: int) -> bool:
     return False
 
 
+async def _wait_empty(self: Any) -> None:
+    """Faust's wait for the messages in flight (its loop, less its debug logs), which lets the table agents
+    write the state of the batches they hold on every round (module docstring): held messages are in flight
+    until then, and nothing else would release them while Faust waits (a stop waits here before it stops
+    the agents and their timers)."""
+    while not self.should_stop and self._unacked_messages:
+        for callback in list(_on_wait_empty):
+            try:
+                await callback()
+            except Exception:  # noqa: BLE001 - what it held stays unrecorded: its records are fetched again
+                log.exception("writing held state while waiting for the streams failed")
+        await self.commit()
+        if not self._unacked_messages:
+            break
+        await self._wait_for_ack(timeout=1)  # a batch still running: held when it ends, written next round
+        self._clean_unacked_messages()
+    await self.commit_and_end_transactions()
+
+
 async def _perform_seek(self: Any) -> None:
     await _ORIGINAL_PERFORM_SEEK(self)
     self.__dict__.get("_secstream_unknown_committed", set()).clear()  # every assigned partition was sought
@@ -217,10 +291,11 @@ async def _perform_seek(self: Any) -> None:
 
 
 def install() -> None:
-    """Replace Faust's ``Consumer.ack``, ``_add_gap``, ``on_partitions_revoked``, ``_new_offset`` and
-    ``perform_seek`` in this process; idempotent."""
+    """Replace Faust's ``Consumer.ack``, ``_add_gap``, ``on_partitions_revoked``, ``_new_offset``,
+    ``perform_seek`` and ``wait_empty`` in this process; idempotent."""
     faust_consumer.Consumer.ack = _ack
     faust_consumer.Consumer._add_gap = _add_gap
     faust_consumer.Consumer.on_partitions_revoked = _on_partitions_revoked
     faust_consumer.Consumer._new_offset = _new_offset
     faust_consumer.Consumer.perform_seek = _perform_seek
+    faust_consumer.Consumer.wait_empty = _wait_empty

@@ -9,7 +9,8 @@ and the per-entity rate limit hold across batches, agents and workers.
 Per batch and partition the ``alerts`` agent folds the alerts into the open groups,
 publishes what changed to the alerts topic (new alerts, and updates under the same
 ``alert_id`` with a higher ``count``; alert v1, or OCSF Detection Findings with
-``SECSTREAM_ALERT_FORMAT=ocsf``, :mod:`detection.ocsf`), waits for the acks, then mirrors the changed
+``SECSTREAM_ALERT_FORMAT=ocsf``, :mod:`detection.ocsf`) and waits for the acks; once per commit
+interval (streams/worker/table_agent.py) it mirrors the changed
 dedup records into the Faust table ``alert-groups`` (changelog), meta last and
 alone (Tansu's "latest offset" answer, see :mod:`streams.worker.session_agent`). Publish
 before persist: a crash in between re-delivers the batch, which republishes the
@@ -77,9 +78,11 @@ class AlertAgent(TableAgent):
     def __init__(self, app: faust.App, make_deduper: Callable[[], AlertDeduper], executor: ThreadPoolExecutor, *,
                  app_id: str, partitions: int, batch_size: int, within_s: float, alerts_topic: Any,
                  alert_format: str = "v1", ready: Callable[[], Awaitable[None]] | None = None,
-                 store: VectorStore | None = None, dim: int = 0, feedback: FeedbackMemory | None = None) -> None:
+                 store: VectorStore | None = None, dim: int = 0, feedback: FeedbackMemory | None = None,
+                 commit_interval_s: float = 0.0) -> None:
         super().__init__(app, executor, name="alerts", steps="alert-steps", table=TABLE, app_id=app_id,
-                         partitions=partitions, batch_size=batch_size, within_s=within_s, ready=ready)
+                         partitions=partitions, batch_size=batch_size, within_s=within_s,
+                         commit_interval_s=commit_interval_s, ready=ready)
         self.make_deduper = make_deduper
         self.dedupers: dict[int, AlertDeduper] = {}
         self.alerts_topic = alerts_topic
@@ -129,7 +132,11 @@ class AlertAgent(TableAgent):
             await wait_sent(sends)  # published before the groups are persisted (module docstring)
         if self.store is not None and outcome.published:
             await self.run(self._store_alerts, outcome.published, vectors)
-        records = deduper.take_records()
+        self._count(outcome)
+
+    async def _write_state(self, partition: int) -> None:
+        """The dedup records the batches since the last flush changed, meta last and alone."""
+        records = self.deduper(partition).take_records()
         prefix = f"{partition}|".encode()
         writes = [await self._write(partition, prefix + k.encode("utf-8"), v) for k, v in records[:-1]]
         writes = [w for w in writes if w is not None]
@@ -137,7 +144,6 @@ class AlertAgent(TableAgent):
             await wait_sent(writes)
         meta_key, meta = records[-1]
         await wait_sent([await self._write(partition, prefix + meta_key.encode("utf-8"), meta)])
-        self._count(outcome)
 
     def _screen(self, raised: list[tuple[dict[str, Any], Carried | None]]
                 ) -> tuple[list[dict[str, Any]], dict[str, Carried]]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.ops import metrics
-from streams.kafka.faust_commits import mark_processed
+from streams.kafka.faust_commits import hold, mark_processed
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,14 @@ def withhold(events: Sequence[Any]) -> None:
             message.acked = True  # Consumer.ack skips an acked message: its offset is never recorded
 
 
-async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) -> bool:
+async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any],
+                       held: list[Any] | None = None) -> bool:
     """Run one batch's ``work`` to its end, also across a cancellation; True if it finished.
 
     A failed batch is logged, counted (``secstream_batches_withheld_total{agent}``) and
     withheld; the agent goes on with the next batch. A cancellation is re-raised once
-    the work is over.
+    the work is over. With ``held``, a finished batch's events are held, not processed
+    (streams/kafka/faust_commits.py: its state is written later) and appended to ``held``.
     """
     task = asyncio.ensure_future(work)
     started = time.monotonic()
@@ -109,7 +111,10 @@ async def finish_batch(agent: str, events: Sequence[Any], work: Awaitable[Any]) 
         except Exception:  # noqa: BLE001 - read from the task below
             break
     ok = not task.cancelled() and task.exception() is None
-    if ok:
+    if ok and held is not None:
+        hold(events)  # their acks wait for the state write (streams/worker/table_agent.py)
+        held.extend(events)
+    elif ok:
         mark_processed(events)  # their acks may now be committed (streams/kafka/faust_commits.py)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s: the batch of %d finished (%s)", agent, len(events), _offsets(events))

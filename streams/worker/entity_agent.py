@@ -7,7 +7,8 @@ worker and one :class:`detection.entity_tracker.EntityTracker`.
 Per batch and partition the ``entities`` agent runs :meth:`EntityStage.observe` (entity
 scores, window commits, drift) and then
 
-- mirrors what the batch changed into the Faust table ``entities`` (changelog
+- once per commit interval (streams/worker/table_agent.py), mirrors what the interval's batches
+  changed into the Faust table ``entities`` (changelog
   ``<app_id>-entities-changelog``, co-partitioned with the steps) as the records of
   :mod:`detection.entity_records`, keys ``<partition>|e:…``, ``|g:…``, ``|a:…``, and
   ``<partition>|m`` written last, alone (Tansu's "latest offset" answer, see
@@ -21,8 +22,8 @@ scores, window commits, drift) and then
 - upserts every committed version to the ``entities`` collection (in the stage).
 
 A (re)started worker rebuilds each assigned partition's tracker from the table.
-At-least-once, like the rest: a crash between the changelog writes and the offset
-commit replays that batch's steps.
+At-least-once, like the rest: a crash replays the steps since the last commit, and one
+between a flush's changelog writes and its commit replays that interval's steps.
 """
 
 from __future__ import annotations
@@ -52,26 +53,18 @@ class EntityAgent(TableAgent):
 
     def __init__(self, app: faust.App, stage: EntityStage, executor: ThreadPoolExecutor, *, app_id: str,
                  partitions: int, batch_size: int, within_s: float, alerts: AlertSink,
-                 ready: Callable[[], Awaitable[None]] | None = None) -> None:
+                 commit_interval_s: float = 0.0, ready: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(app, executor, name="entities", steps="entity-steps", table=TABLE, app_id=app_id,
-                         partitions=partitions, batch_size=batch_size, within_s=within_s, ready=ready)
+                         partitions=partitions, batch_size=batch_size, within_s=within_s,
+                         commit_interval_s=commit_interval_s, ready=ready)
         self.stage = stage
         self.alerts = alerts  # dedup, then the alerts topic
 
     async def _batch(self, partition: int, values: list[bytes]) -> None:
-        outcome, records = await self.run(self._observe, partition, values)
-        futures = []
-        prefix = f"{partition}|".encode()
-        for key, value in records[:-1]:
-            fut = await self._write(partition, prefix + key.encode("utf-8"), value, keep=_KEPT)
-            if fut is not None:
-                futures.append(fut)
-        if futures:
-            await wait_sent(futures)
-        meta_key, meta = records[-1]  # last, alone
-        sends = [await self._write(partition, prefix + meta_key.encode("utf-8"), meta, keep=_KEPT)]
-        sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors))
-        await wait_sent(sends)  # acked before the batch's offsets can be committed
+        outcome = await self.run(self._observe, partition, values)
+        sends = await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors)
+        if sends:
+            await wait_sent(sends)  # acked before the batch's offsets can be committed
         metrics.ENTITY_VERSIONS.inc(outcome.commits)
         metrics.ENTITY_WINDOWS.inc(outcome.windows)
         if outcome.late:
@@ -82,10 +75,23 @@ class EntityAgent(TableAgent):
         if closed is not None:
             metrics.ENTITY_CLOSED.labels(str(partition)).set(closed)
 
-    def _observe(self, partition: int, values: list[bytes]) -> tuple[EntityOutcome, list[tuple[str, Any]]]:
+    def _observe(self, partition: int, values: list[bytes]) -> EntityOutcome:
         steps, vectors = decode_entity_steps(values)
-        outcome = self.stage.observe(steps, vectors, partition=partition) if steps else EntityOutcome()
-        return outcome, self.stage.records(partition)
+        return self.stage.observe(steps, vectors, partition=partition) if steps else EntityOutcome()
+
+    async def _write_state(self, partition: int) -> None:
+        """The records the batches since the last flush changed, the meta record last and alone."""
+        records = await self.run(self.stage.records, partition)
+        futures = []
+        prefix = f"{partition}|".encode()
+        for key, value in records[:-1]:
+            fut = await self._write(partition, prefix + key.encode("utf-8"), value, keep=_KEPT)
+            if fut is not None:
+                futures.append(fut)
+        if futures:
+            await wait_sent(futures)
+        meta_key, meta = records[-1]  # last, alone
+        await wait_sent([await self._write(partition, prefix + meta_key.encode("utf-8"), meta, keep=_KEPT)])
 
     # ------------------------------------------------------------------ recovery
     def _drop(self, partition: int) -> None:

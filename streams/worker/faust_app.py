@@ -153,7 +153,8 @@ class Worker:
                                  # session and entity agents keep it: fewer, larger changelog writes)
                                  within_s=s.batch_within_s, alerts_topic=self.alerts_topic,
                                  alert_format=s.alert_format, ready=self.ensure_topics, store=pipeline.store,
-                                 dim=pipeline.encoder.dim, feedback=pipeline.feedback)
+                                 dim=pipeline.encoder.dim, feedback=pipeline.feedback,
+                                 commit_interval_s=s.commit_interval_ms / 1000)
         # analyst verdicts: read by every worker (streams/worker/feedback_agent.py)
         self.feedback = FeedbackAgent(self.app, self.executor, bootstrap=bootstrap, topic=s.topic_feedback,
                                       client_options=aiokafka_kwargs(s),
@@ -165,13 +166,13 @@ class Worker:
                 self.app, sessions, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), idle_s=s.session_idle_s,
                 alerts=self.alerts, sessions_topic=self.app.topic(s.topic_sessions, partitions=1),
-                ready=self.ensure_topics)
+                commit_interval_s=s.commit_interval_ms / 1000, ready=self.ensure_topics)
         self.entities: EntityAgent | None = None
         if entities is not None:
             self.entities = EntityAgent(
                 self.app, entities, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), alerts=self.alerts,
-                ready=self.ensure_topics)
+                commit_interval_s=s.commit_interval_ms / 1000, ready=self.ensure_topics)
         self._outputs = [self.dlq_topic, self.alerts_topic, self.feedback_topic]
         if self.sessions is not None:
             self._outputs.append(self.sessions.sessions_topic)

@@ -9,25 +9,26 @@ so nothing is encoded twice. Every step of a session thus reaches the same parti
 hence one worker.
 
 The session agent consumes the steps in batches, one
-:class:`~streams.stages.session_stage.SessionStage` sessionizer per partition, and mirrors
-what each batch changed into the Faust table ``sessions`` (changelog topic
-``<app_id>-sessions-changelog``, co-partitioned with the steps):
+:class:`~streams.stages.session_stage.SessionStage` sessionizer per partition, and once per
+commit interval (streams/worker/table_agent.py) mirrors what the interval's batches changed
+into the Faust table ``sessions`` (changelog topic ``<app_id>-sessions-changelog``,
+co-partitioned with the steps), each key once, with its latest value:
 
 - ``s:<key>`` → the open session (plain data, vectors base64) — written when a
   batch touches it, deleted (tombstone) when it closes;
 - ``n:<key>`` → ``[partition, n, sources]``, the reopen counter of a closed key (so
   the next session of the key is ``key#n+1`` after a restart too) and the source
   offsets applied to it, deleted when the bounded memory of closed keys forgets it;
-- ``w:<partition>`` → ``[partition, watermark]``, written last for every batch (see
-  :meth:`SessionAgent._persist` for why).
+- ``w:<partition>`` → ``[partition, watermark]``, written last at every flush (see
+  :meth:`SessionAgent._write_state` for why).
 
 A (re)started worker recovers the table from the changelog (Faust does that before
 its agents resume) and rebuilds each assigned partition's open sessions from it;
 revoked partitions are dropped (their new owner recovers them). Memory stays
 bounded: closed sessions leave the table, and the reopen counters are an LRU.
 
-At-least-once, like the rest (Tansu has no transactions): a crash between a
-changelog write and the offset commit replays the steps of that window, and a
+At-least-once, like the rest (Tansu has no transactions): a crash replays the steps
+since the last commit (the last flush's), and a
 restarted events agent sends again the steps of the events it re-reads. Each step
 carries its event's source (events partition, offset); a key's record keeps the
 highest source offsets applied to it, so a replayed step is skipped instead of
@@ -74,10 +75,14 @@ class SessionAgent(TableAgent):
 
     def __init__(self, app: faust.App, stage: SessionStage, executor: ThreadPoolExecutor, *, app_id: str,
                  partitions: int, batch_size: int, within_s: float, idle_s: float, alerts: AlertSink,
-                 sessions_topic: Any, ready: Callable[[], Awaitable[None]] | None = None) -> None:
-        super().__init__(app, executor, name="sessions", steps="session-steps", table=TABLE, app_id=app_id, partitions=partitions,
-                         batch_size=batch_size, within_s=within_s, ready=ready)
+                 sessions_topic: Any, commit_interval_s: float = 0.0,
+                 ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        super().__init__(app, executor, name="sessions", steps="session-steps", table=TABLE, app_id=app_id,
+                         partitions=partitions, batch_size=batch_size, within_s=within_s,
+                         commit_interval_s=commit_interval_s, ready=ready)
         self.stage = stage
+        self._pending: dict[int, dict[bytes, Any]] = {}  # partition -> key -> latest value (a Session: serialized
+        # when written) since the last flush; None: delete
         self.idle_s = idle_s
         self.alerts, self.sessions_topic = alerts, sessions_topic
         app.timer(5.0, name="sessions-idle")(self._idle_timer)
@@ -106,17 +111,18 @@ class SessionAgent(TableAgent):
                 outcome = await self.run(self.stage.advance, partition, silence)
                 if outcome.closed:
                     await self._emit(partition, outcome)
+                    self._dirty.add(partition)  # written by the next flush
 
     # ------------------------------------------------------------------ effects out
     async def _emit(self, partition: int, outcome: SessionOutcome) -> None:
-        sends = await self._persist(partition, outcome)
+        self._stage_writes(partition, outcome)
+        sends = []
         for c in outcome.closed:
             sends.append(await self.sessions_topic.send(key=c.session.session_id.encode("utf-8"),
                                                         value=dumps(session_record(c))))
         sends.extend(await self.alerts.send_alerts(outcome.alerts, outcome.alert_vectors, "session"))
         if sends:  # acked before the batch's offsets can be committed
             await wait_sent(sends)
-        # counted once durable: a metric that moved means the changelog has it
         for c in outcome.closed:
             metrics.SESSIONS_CLOSED.labels(c.session.reason or "gap").inc()
             if not c.result.warmup:
@@ -130,14 +136,27 @@ class SessionAgent(TableAgent):
         if outcome.closed:
             metrics.observe_baseline("sessions", self.stage.scorer.baseline)
 
-    async def _persist(self, partition: int, outcome: SessionOutcome) -> list[Any]:
-        writes: list[tuple[bytes, Any]] = []
-        writes += [(b"s:" + s.key.encode("utf-8"), {"p": partition, **s.to_dict()}) for s in outcome.touched]
-        writes += [(b"s:" + key.encode("utf-8"), None) for key in outcome.ended]
-        writes += [(b"n:" + key.encode("utf-8"), [partition, n, sources_out(src)])
-                   for key, n, src in outcome.segments]
-        writes += [(b"n:" + key.encode("utf-8"), None) for key in outcome.forgotten]
-        futures = [fut for key, value in writes if (fut := await self._write(partition, key, value)) is not None]
+    def _stage_writes(self, partition: int, outcome: SessionOutcome) -> None:
+        """Note what ``outcome`` changed for the next flush, in the order a batch's writes had: a key's last
+        change wins."""
+        pending = self._pending.setdefault(partition, {})
+        for s in outcome.touched:
+            pending[b"s:" + s.key.encode("utf-8")] = s
+        for key in outcome.ended:
+            pending[b"s:" + key.encode("utf-8")] = None
+        for key, n, src in outcome.segments:
+            pending[b"n:" + key.encode("utf-8")] = [partition, n, sources_out(src)]
+        for key in outcome.forgotten:
+            pending[b"n:" + key.encode("utf-8")] = None
+
+    async def _write_state(self, partition: int) -> None:
+        pending = self._pending.pop(partition, {})
+        futures = []
+        for key, value in pending.items():
+            if isinstance(value, Session):
+                value = {"p": partition, **value.to_dict()}
+            if (fut := await self._write(partition, key, value)) is not None:
+                futures.append(fut)
         if futures:
             await wait_sent(futures)
         # The watermark goes last, alone in its produce request: Tansu answers "latest
@@ -145,11 +164,12 @@ class SessionAgent(TableAgent):
         # stop short of a multi-record last batch. One record last makes that exact.
         sz = self.stage.sessionizers.get(partition)
         wm = sz.watermark if sz is not None and sz.watermark != float("-inf") else None
-        return [await self._write(partition, f"w:{partition}".encode(), [partition, wm])]
+        await wait_sent([await self._write(partition, f"w:{partition}".encode(), [partition, wm])])
 
     # ------------------------------------------------------------------ recovery
     def _drop(self, partition: int) -> None:
         self.stage.drop(partition)
+        self._pending.pop(partition, None)
 
     def _load(self, partition: int, items: list[tuple[bytes, Any]]) -> None:
         """Rebuild ``partition``'s open sessions, reopen counters and watermark from the table."""

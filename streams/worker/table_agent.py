@@ -12,8 +12,19 @@ in-memory store always replays a partition from its start when it is assigned), 
 :meth:`TableAgent._recovered` drops partitions no longer ours and loads the new ones.
 A partition first seen in a batch before that callback ran is loaded then.
 
-One batch (process → changelog → sends) runs at a time, under :attr:`TableAgent.turn`,
-so timers and the agent never interleave their writes for a partition.
+One batch (process → sends) runs at a time, under :attr:`TableAgent.turn`, so timers and
+the agent never interleave their writes for a partition.
+
+Commit interval (as Kafka Streams' ``commit.interval.ms``): a batch's alerts and records go
+out at once, but its state goes to the changelog with the other batches' of the same
+interval (``SECSTREAM_COMMIT_INTERVAL_MS``), by :meth:`TableAgent.flush`: what changed since
+the last flush, once (an entity touched by five batches is written once, not five times),
+then the batches' offsets may be committed. Until then their messages are held
+(streams/kafka/faust_commits.py). A flush runs when a batch ends past the interval, on a
+timer when the stream is quiet, before every revocation and when the worker stops. A crash
+loses nothing: the worker that takes the partition over recovers the state of the last flush
+and reads the steps from the last commit, which is that flush's (idempotent effects, as
+for any re-delivery). 0 writes after every batch.
 """
 
 from __future__ import annotations
@@ -29,7 +40,8 @@ from typing import Any
 import faust
 
 from streams.kafka import faust_commits
-from streams.worker.batches import finish_batch
+from streams.ops import metrics
+from streams.worker.batches import finish_batch, withhold
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +50,13 @@ class TableAgent(ABC):
     """Steps topic + table + agent; see the module docstring."""
 
     def __init__(self, app: faust.App, executor: ThreadPoolExecutor, *, name: str, steps: str, table: str, app_id: str,
-                 partitions: int, batch_size: int, within_s: float,
+                 partitions: int, batch_size: int, within_s: float, commit_interval_s: float = 0.0,
                  ready: Callable[[], Awaitable[None]] | None = None) -> None:
         self.app = app
+        self.commit_interval_s = commit_interval_s
+        self._held: dict[int, list[Any]] = {}  # partition -> events of finished batches, state not written yet
+        self._dirty: set[int] = set()  # partitions whose state changed since the last flush
+        self._flushed = time.monotonic()
         self.executor = executor
         self.batch_size, self.within_s = batch_size, within_s
         self.ready = ready  # awaited before the first batch: the output topics exist
@@ -54,11 +70,18 @@ class TableAgent(ABC):
         self.name = name
         app.agent(self.steps_topic, name=name)(self._agent)
         faust_commits.guard_topics([self.steps_topic.get_topic_name()])  # acked by finish_batch only
+        faust_commits.on_wait_empty(self.flush)  # before a revocation's or a stop's commit
+        app.timer(max(0.1, commit_interval_s), name=f"{name}-commit")(self._commit_timer)
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod
     async def _batch(self, partition: int, values: list[bytes]) -> None:
         """Process one partition's steps (called under :attr:`turn`, the partition loaded)."""
+
+    @abstractmethod
+    async def _write_state(self, partition: int) -> None:
+        """Write to the changelog what changed in ``partition``'s state since the last call (called under
+        :attr:`turn`, the partition loaded); return once the broker has acked it."""
 
     @abstractmethod
     def _load(self, partition: int, items: list[tuple[bytes, Any]]) -> None:
@@ -77,9 +100,20 @@ class TableAgent(ABC):
     async def _agent(self, stream: faust.StreamT) -> None:
         if self.ready is not None:
             await self.ready()
-        async for events in stream.noack().take_events(self.batch_size, within=self.within_s):  # see app.py
-            self.last_step = time.monotonic()
-            await finish_batch(self.name, events, self._partitions(events))  # streams/worker/batches.py
+        try:
+            async for events in stream.noack().take_events(self.batch_size, within=self.within_s):  # see app.py
+                self.last_step = time.monotonic()
+                done: list[Any] = []
+                try:  # streams/worker/batches.py; held until the flush (module docstring)
+                    await finish_batch(self.name, events, self._partitions(events), held=done)
+                finally:
+                    for event in done:
+                        self._held.setdefault(event.message.partition, []).append(event)
+                if time.monotonic() - self._flushed >= self.commit_interval_s:
+                    await self.flush()
+        except asyncio.CancelledError:  # stopping: what the batches changed goes out before the last commit
+            await self.flush()
+            raise
 
     async def _partitions(self, events: list[Any]) -> None:
         by_partition: dict[int, list[bytes]] = {}
@@ -90,6 +124,46 @@ class TableAgent(ABC):
                 if partition not in self.restored:  # assigned after our last recovery callback
                     self._restore(partition)
                 await self._batch(partition, values)
+                self._dirty.add(partition)
+
+    # ------------------------------------------------------------------ commit interval
+    async def flush(self) -> None:
+        """Write the state the batches since the last flush changed, then release their offsets (module
+        docstring). Runs to its end across a cancellation (which it re-raises)."""
+        task = asyncio.ensure_future(self._flush())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await asyncio.wait([task])
+            raise
+
+    async def _flush(self) -> None:
+        async with self.turn:
+            held, self._held = self._held, {}
+            dirty, self._dirty = self._dirty, set()
+            self._flushed = time.monotonic()
+            for partition in sorted(dirty | set(held)):
+                events = held.get(partition, [])
+                if partition not in self.restored:  # handed over: its new owner reads them from the last commit
+                    faust_commits.unhold(events)
+                    withhold(events)
+                    continue
+                try:
+                    if partition in dirty:
+                        await self._write_state(partition)
+                except Exception as exc:  # noqa: BLE001 - withheld: Kafka re-delivers them to the next owner
+                    faust_commits.unhold(events)
+                    withhold(events)
+                    metrics.BATCHES_WITHHELD.labels(self.name).inc()
+                    log.error("%s: partition %d: its state since the last commit could not be written (%s: %s); "
+                              "its %d steps are not committed, Kafka re-delivers them", self.name, partition,
+                              type(exc).__name__, exc, len(events))
+                    continue
+                faust_commits.release(events)
+
+    async def _commit_timer(self) -> None:
+        if (self._held or self._dirty) and time.monotonic() - self._flushed >= self.commit_interval_s:
+            await self.flush()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on the pipeline thread (the state is not shared between threads)."""

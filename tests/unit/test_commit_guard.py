@@ -18,6 +18,7 @@ from faust.types.tuples import TP, ConsumerMessage
 
 from streams.kafka import faust_commits
 from streams.kafka.faust_consumer import _partition_state, _real_gap, _stamp, fix_stale_fetches
+from streams.worker.batches import withhold
 
 TOPIC = "secstream.events"
 TP0 = TP(TOPIC, 0)
@@ -310,3 +311,54 @@ def test_a_hole_is_a_committed_offset_nobody_will_finish() -> None:
     c.__dict__["_secstream_unknown_committed"] = set()
     c._acked[TP0].insert(0, 100)
     assert faust_commits.holes(c) == {}  # processed: the commit moves on its next round
+
+
+def test_a_held_batch_is_in_flight_until_its_state_is_written() -> None:
+    faust_commits.guard_topics([TOPIC])
+    c = consumer()
+    held, later = delivered(c, 100), delivered(c, 101)
+    events = [SimpleNamespace(message=held)]
+    faust_commits.hold(events)  # its batch finished; the table agent writes its state at the next flush
+    assert faust_commits._ack(c, held) is False  # the stream's ack is kept back, not dropped as a skip
+    assert not held.acked and held in c._unacked_messages and not c._acked[TP0]
+    faust_commits.hold([SimpleNamespace(message=later)])
+    faust_commits.release(events)  # the state is written: the ack asked for is recorded now
+    assert held.acked and c._acked[TP0] == [100] and held not in c._unacked_messages
+    # a held batch whose state could not be written is never recorded, and no longer in flight
+    faust_commits.unhold([SimpleNamespace(message=later)])
+    withhold([SimpleNamespace(message=later)])
+    assert faust_commits._ack(c, later) is False and c._acked[TP0] == [100]
+
+
+def test_waiting_for_the_streams_writes_what_the_agents_hold() -> None:
+    """A stop (or a revocation) waits for the messages in flight before its last commit; a held batch is
+    one until its agent writes its state, so the wait must let the agents write (it hung before)."""
+    faust_commits.guard_topics([TOPIC])
+    c = consumer()
+    message = delivered(c, 100)
+    events = [SimpleNamespace(message=message)]
+    faust_commits.hold(events)
+    faust_commits._ack(c, message)
+    written = []
+
+    async def flush() -> None:
+        written.append(len(events))
+        faust_commits.release(events)
+
+    async def commit(**_: Any) -> None:
+        pass
+
+    async def wait_for_ack(timeout: float) -> None:
+        await asyncio.sleep(0)
+
+    c.should_stop = False
+    c.commit = commit
+    c.commit_and_end_transactions = commit
+    c._wait_for_ack = wait_for_ack
+    c._clean_unacked_messages = lambda: None
+    faust_commits.on_wait_empty(flush)
+    try:
+        asyncio.run(asyncio.wait_for(faust_commits._wait_empty(c), timeout=5))
+    finally:
+        faust_commits._on_wait_empty.remove(flush)
+    assert written == [1] and c._acked[TP0] == [100] and not c._unacked_messages
