@@ -13,9 +13,10 @@ output, so it is a bug, not bad input.
 
 The events agent sends steps in bulk (:func:`pack`): one message per destination partition per batch
 (cut at :data:`BULK_BYTES`), not one per step. A bulk message is the byte ``0x02``, the length of the
-fields (uint32 LE) and the number of vector rows (uint32 LE), the steps' fields as one compact JSON list
-(each step's ``"r"`` is its row), then the rows as raw float32. An event's steps that go to one partition
-(its user and its host, say) share one row. The partition is the one Kafka's default partitioner gives
+fields (uint32 LE) and the number of vector rows (uint32 LE), the fields as one compact JSON object
+``{"steps": [...], "rows": [...]}`` (each step's ``"r"`` is its row; ``rows``, optional, holds the fields
+all steps of a row share), then the rows as raw float32. An event's steps that go to one partition (its
+user and its host, say) share one row: its vector and its fields (time, id, score, summary...) once. The partition is the one Kafka's default partitioner gives
 the step's key (:func:`streams.kafka.partition_keys.partition_of`), so a key's steps stay on one
 partition across the change, and their order within a partition is the batch's order. Single frames and
 JSON steps are still read (a topic written before the upgrade).
@@ -26,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,9 +77,11 @@ def unframe(raw: bytes) -> tuple[dict[str, Any], np.ndarray]:
 
 
 def pack(steps: Sequence[tuple[bytes, dict[str, Any], int]], vectors: np.ndarray, partitions: int,
-         max_bytes: int = BULK_BYTES) -> list[tuple[int, bytes]]:
+         max_bytes: int = BULK_BYTES, row_fields: Mapping[int, dict[str, Any]] | None = None
+         ) -> list[tuple[int, bytes]]:
     """Bulk messages of ``steps`` (key, fields, row of ``vectors``), in order: ``(partition, message)``, one per
-    partition unless its rows pass ``max_bytes`` (module docstring)."""
+    partition unless its rows pass ``max_bytes`` (module docstring). ``row_fields``: fields every step of a
+    row has (its event's), sent once per row of a message instead of once per step."""
     by_partition: dict[int, list[tuple[dict[str, Any], int]]] = {}
     for key, fields, row in steps:
         by_partition.setdefault(partition_of(key, partitions), []).append((fields, row))
@@ -89,22 +92,27 @@ def pack(steps: Sequence[tuple[bytes, dict[str, Any], int]], vectors: np.ndarray
         rows: dict[int, int] = {}  # row of ``vectors`` -> row of the message
         for fields, row in by_partition[partition]:
             if row not in rows and chunk and (len(rows) + 1) * row_bytes > max_bytes:
-                out.append((partition, _bulk(chunk, vectors, rows)))
+                out.append((partition, _bulk(chunk, vectors, rows, row_fields)))
                 chunk, rows = [], {}
             chunk.append({**fields, "r": rows.setdefault(row, len(rows))})
-        out.append((partition, _bulk(chunk, vectors, rows)))
+        out.append((partition, _bulk(chunk, vectors, rows, row_fields)))
     return out
 
 
-def _bulk(chunk: list[dict[str, Any]], vectors: np.ndarray, rows: dict[int, int]) -> bytes:
-    meta = dumps(chunk)
+def _bulk(chunk: list[dict[str, Any]], vectors: np.ndarray, rows: dict[int, int],
+          row_fields: Mapping[int, dict[str, Any]] | None) -> bytes:
+    body: dict[str, Any] = {"steps": chunk}
+    if row_fields is not None:
+        body["rows"] = [row_fields.get(row, {}) for row in rows]  # in message-row order (dicts keep insertion)
+    meta = dumps(body)
     matrix = np.ascontiguousarray(vectors[np.fromiter(rows, dtype=np.int64, count=len(rows))], dtype="<f4")
     return BULK + _BULK_HEAD.pack(len(meta), len(rows)) + meta + matrix.tobytes()
 
 
 def unpack(raw: bytes) -> list[tuple[dict[str, Any], np.ndarray]]:
-    """The steps of one message, bulk (:func:`pack`) or single (:func:`unframe`): (fields, vector) each; the
-    vectors are read-only views. Raises ValueError when the message is unreadable."""
+    """The steps of one message, bulk (:func:`pack`; a row's fields merged into each of its steps) or single
+    (:func:`unframe`): (fields, vector) each; the vectors are read-only views. Raises ValueError when the
+    message is unreadable."""
     if raw[:1] != BULK:
         return [unframe(raw)]
     start = 1 + _BULK_HEAD.size
@@ -114,15 +122,17 @@ def unpack(raw: bytes) -> list[tuple[dict[str, Any], np.ndarray]]:
     body = len(raw) - start - n
     if body < 0 or (count and body % (4 * count)) or (not count and body):
         raise ValueError(f"bulk steps of {len(raw)} bytes do not hold {n} bytes of fields and {count} float32 rows")
-    fields = json.loads(raw[start:start + n])
-    if not isinstance(fields, list):
-        raise ValueError("bulk step fields are not a JSON list")
+    meta = json.loads(raw[start:start + n])
+    steps = meta.get("steps") if isinstance(meta, dict) else None
+    shared = meta.get("rows") or [{}] * count if isinstance(meta, dict) else None
+    if not isinstance(steps, list) or not isinstance(shared, list) or len(shared) != count:
+        raise ValueError("bulk step fields are not {\"steps\": [...], \"rows\": [...]} with a row each")
     matrix = np.frombuffer(raw, dtype="<f4", offset=start + n).reshape(count, -1) if count else None
     out = []
-    for d in fields:
+    for d in steps:
         if not isinstance(d, dict) or not isinstance(d.get("r"), int) or matrix is None or not 0 <= d["r"] < count:
             raise ValueError("a bulk step without a readable row")
-        out.append((d, matrix[d["r"]]))
+        out.append(({**shared[d["r"]], **d}, matrix[d["r"]]))
     return out
 
 
@@ -167,12 +177,15 @@ def encode_entity_steps(steps: Sequence[EntityStep], vectors: np.ndarray, partit
     """``(partition, message)`` of entity steps for ``<app>-entity-steps`` (:func:`pack`); ``rows``: the row of
     ``vectors`` of each step (default: one row per step)."""
     items = []
+    shared: dict[int, dict[str, Any]] = {}  # an event's fields, once per row (its steps differ by entity only)
     for i, step in enumerate(steps):
-        value = {"en": list(step.entity), "t": step.time, "id": step.event_id, "s": round(step.score, 3),
-                 "a": step.alerted, "tid": step.template_id, "tpl": step.template,
-                 "ev": step.summary, "sid": step.session_id, "sev": step.severity}
-        items.append((step.key, value, i if rows is None else rows[i]))
-    return pack(items, vectors, partitions) if items else []
+        row = i if rows is None else rows[i]
+        if row not in shared:
+            shared[row] = {"t": step.time, "id": step.event_id, "s": round(step.score, 3), "a": step.alerted,
+                           "tid": step.template_id, "tpl": step.template, "ev": step.summary,
+                           "sid": step.session_id, "sev": step.severity}
+        items.append((step.key, {"en": list(step.entity)}, row))
+    return pack(items, vectors, partitions, row_fields=shared) if items else []
 
 
 def decode_entity_steps(values: Iterable[bytes]) -> tuple[list[EntityStep], np.ndarray]:

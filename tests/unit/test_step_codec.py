@@ -53,3 +53,15 @@ def test_unreadable_bulk_messages_raise() -> None:
     for bad in (message[:5], message[:-1], message + b"\0\0\0\0\0", b"\x02" + message[1:5] + b"\0\0\0\0"):
         with pytest.raises(ValueError):
             unpack(bad)
+
+
+def test_a_rows_shared_fields_travel_once_and_reach_each_of_its_steps() -> None:
+    vectors = np.ones((2, 4), dtype=np.float32)
+    shared = {0: {"id": "e0", "ev": {"message": "x" * 50}}, 1: {"id": "e1", "ev": {"message": "y" * 50}}}
+    steps = [(b"user:a", {"en": ["user", "a"]}, 0), (b"user:a", {"en": ["host", "h"]}, 0),
+             (b"user:a", {"en": ["user", "a"]}, 1)]
+    ((_, message),) = pack(steps, vectors, 1, row_fields=shared)
+    assert message.count(b"x" * 50) == 1 and message.count(b"y" * 50) == 1
+    found = [d for d, _ in unpack(message)]
+    assert [(d["id"], d["en"][0]) for d in found] == [("e0", "user"), ("e0", "host"), ("e1", "user")]
+    assert all(d["ev"] == shared[int(d["id"][1])]["ev"] for d in found)
