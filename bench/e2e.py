@@ -20,6 +20,11 @@ it reads the highwater of the last fetch, and a paused consumer does not fetch),
 RSS. A step is *sustained* when the worker consumed the step within a second of its last send; the
 summary names the highest sustained rate whose p99 is under 250 ms (none, if no rate qualifies).
 
+``--workers N``: N worker processes in one consumer group share the 4 partitions (how a deployment uses
+a machine's cores: one worker is one core, the GIL); achieved rates and lag are their sums, RSS is the
+first one's. Each keeps its own embedded store (the engine is one process's; several workers in
+production share a Qdrant server).
+
 ``--overload F``: backpressure. One step at F times the highest rate sustained in a short probe,
 for ``--seconds``; the worker's RSS is sampled every second: memory must stay flat (bounded
 queues) while the consumer lag grows. Reports RSS first/last/max over the step and the lag.
@@ -40,6 +45,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from bench.memory import rss_mib
@@ -56,6 +62,11 @@ def metric_sum(port: int, name: str) -> float:
         return -1.0
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and (line[len(name)] in " {"))
+
+
+def metric_total(ports: Sequence[int], name: str) -> float:
+    """:func:`metric_sum` over several workers (an unreachable one counts 0)."""
+    return sum(max(0.0, metric_sum(port, name)) for port in ports)
 
 
 def canary(i: int, rng: random.Random, run: str) -> tuple[str, bytes]:
@@ -202,9 +213,12 @@ def _pct(values: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
-def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sample_rss: bool = False,
+def run_step(load: Load, port: int | Sequence[int], pid: int, rate: float, seconds: float, sample_rss: bool = False,
              drain: bool = True) -> dict[str, Any]:
-    before = metric_sum(port, "secstream_events_total")
+    """One step of the load at ``rate``; ``port``: the /metrics port of each worker (their sums are read);
+    RSS is sampled from ``pid``."""
+    ports = [port] if isinstance(port, int) else list(port)
+    before = metric_total(ports, "secstream_events_total")
     canaries_before = set(load.sent)  # every event sent before this step
     rss: list[float] = []
     stop = threading.Event()
@@ -218,13 +232,13 @@ def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sampl
     t0 = time.monotonic()
     sent = load.produce(rate, seconds)
     produced = time.monotonic() - t0
-    lag = metric_sum(port, "secstream_consumer_lag_messages")
-    total_consumed = metric_sum(port, "secstream_events_total")
+    lag = metric_total(ports, "secstream_consumer_lag_messages")
+    total_consumed = metric_total(ports, "secstream_events_total")
     backlog = load.total - total_consumed  # what the producer has sent and the worker not yet consumed
     consumed = total_consumed - before
     while drain and consumed < sent and time.monotonic() - t0 < produced + 30:  # the step's tail, up to 30 s
         time.sleep(0.2)
-        consumed = metric_sum(port, "secstream_events_total") - before
+        consumed = metric_total(ports, "secstream_events_total") - before
     elapsed = time.monotonic() - t0  # from the first event sent to the last consumed
     time.sleep(2.0)  # alerts of the step's last events
     stop.set()
@@ -242,56 +256,75 @@ def run_step(load: Load, port: int, pid: int, rate: float, seconds: float, sampl
 
 
 class Rig:
-    """Embedded broker + worker process (+ the load), torn down on exit."""
+    """Embedded broker + worker processes (one consumer group; + the load), torn down on exit.
 
-    def __init__(self, canaries_per_s: float, batch_size: int | None, env_extra: dict[str, str] | None = None) -> None:
+    Several workers share the partitions, each with its own data directory: the embedded Qdrant engine
+    is one process's (a deployment of several workers shares a Qdrant server instead)."""
+
+    def __init__(self, canaries_per_s: float, batch_size: int | None, env_extra: dict[str, str] | None = None,
+                 workers: int = 1) -> None:
         from streams.kafka.embedded_broker import EmbeddedBroker, create_topic, free_port
 
         self.tmp = Path(tempfile.mkdtemp(prefix="secstream-e2e-"))
         self.broker = EmbeddedBroker(log_path=self.tmp / "tansu.log").start()
-        self.port = free_port()
-        env = {**os.environ, "SECSTREAM_KAFKA_BOOTSTRAP": self.broker.bootstrap, "SECSTREAM_DATA_DIR": str(self.tmp),
-               "SECSTREAM_PRINT_ALERTS": "false", "SECSTREAM_METRICS_PORT": str(self.port),
-               "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"}
-        if batch_size:
-            env["SECSTREAM_BATCH_SIZE"] = str(batch_size)
-        env.update(env_extra or {})
+        self.ports = [free_port() for _ in range(workers)]
+        self.port = self.ports[0]
         asyncio.run(create_topic(self.broker.bootstrap, TOPIC, 4))
-        # the worker whose store can be made to fail (bench/fault_store.py: a file switches it)
+        # the workers' store can be made to fail (bench/fault_store.py: a file switches it)
         self.fault = self.tmp / "fault"
-        env["SECSTREAM_TEST_FAULT_FILE"] = str(self.fault)
-        self.log = open(self.tmp / "worker.log", "wb")  # noqa: SIM115 - closed in close()
-        self.worker = subprocess.Popen([sys.executable, "-m", "bench.fault_store"], env=env, stdout=self.log,
-                                       stderr=subprocess.STDOUT)
+        self.logs, self.workers = [], []
+        for i, port in enumerate(self.ports):
+            data = self.tmp if i == 0 else self.tmp / f"worker{i + 1}"
+            env = {**os.environ, "SECSTREAM_KAFKA_BOOTSTRAP": self.broker.bootstrap, "SECSTREAM_DATA_DIR": str(data),
+                   "SECSTREAM_PRINT_ALERTS": "false", "SECSTREAM_METRICS_PORT": str(port),
+                   "SECSTREAM_METRICS_HOST": "127.0.0.1", "SECSTREAM_LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1",
+                   "SECSTREAM_TEST_FAULT_FILE": str(self.fault)}
+            if batch_size:
+                env["SECSTREAM_BATCH_SIZE"] = str(batch_size)
+            env.update(env_extra or {})
+            log = open(self.tmp / f"worker{'' if i == 0 else i + 1}.log", "wb")  # noqa: SIM115 - closed in close()
+            self.logs.append(log)
+            self.workers.append(subprocess.Popen([sys.executable, "-m", "bench.fault_store"], env=env, stdout=log,
+                                                 stderr=subprocess.STDOUT))
+        self.worker = self.workers[0]
         self.canaries_per_s = canaries_per_s
         self.load: Load | None = None
 
     def close(self) -> None:
         if self.load is not None:
             self.load.close()
-        self.worker.terminate()
-        try:
-            self.worker.wait(60)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-        self.log.close()
+        for worker in self.workers:
+            worker.terminate()
+        for worker in self.workers:
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        for log in self.logs:
+            log.close()
         self.broker.stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def wait_ready(self, timeout: float = 180.0) -> None:
+        """Every worker ready (it holds partitions of the events topic: the group has settled)."""
         deadline = time.monotonic() + timeout
+        waiting = list(self.ports)
         while time.monotonic() < deadline:
-            if self.worker.poll() is not None:
-                raise SystemExit(f"worker exited ({self.worker.returncode}); see {self.tmp / 'worker.log'}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as resp:
-                    if resp.status == 200:  # output topics exist now: the alerts reader can subscribe
-                        self.load = Load(self.broker.bootstrap, str(os.getpid()), self.canaries_per_s)
-                        return
-            except OSError:
-                pass
+            for worker in self.workers:
+                if worker.poll() is not None:
+                    raise SystemExit(f"worker exited ({worker.returncode}); see {self.tmp}/worker*.log")
+            for port in list(waiting):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                        if resp.status == 200:  # output topics exist now: the alerts reader can subscribe
+                            waiting.remove(port)
+                except OSError:
+                    pass
+            if not waiting:
+                self.load = Load(self.broker.bootstrap, str(os.getpid()), self.canaries_per_s)
+                return
             time.sleep(0.5)
-        raise SystemExit(f"worker not ready in {timeout:.0f}s; see {self.tmp / 'worker.log'}")
+        raise SystemExit(f"worker not ready in {timeout:.0f}s; see {self.tmp}/worker*.log")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,33 +343,37 @@ def main(argv: list[str] | None = None) -> int:
                          "processed: RSS that grows is buffering)")
     ap.add_argument("--small-state", action="store_true",
                     help="small caches and baselines, full within the probe: RSS that grows after it is queues")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="worker processes in the group (they share the 4 partitions; each has its own store)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args(argv)
+    if not 1 <= args.workers <= 4:
+        ap.error(f"--workers must be 1 to 4 (the events topic has 4 partitions); got {args.workers}")
     try:
         rates = [float(r) for r in args.rates.split(",") if r.strip()]
     except ValueError:
         ap.error(f"--rates takes numbers separated by commas, e.g. 250,500,1000; got {args.rates!r}")
     if not rates or min(rates) <= 0 or args.seconds <= 0 or args.warmup_seconds < 0:
         ap.error("--rates must be positive numbers, --seconds > 0 and --warmup-seconds >= 0")
-    rig = Rig(args.canaries, args.batch_size, SMALL_STATE if args.small_state else None)
+    rig = Rig(args.canaries, args.batch_size, SMALL_STATE if args.small_state else None, workers=args.workers)
     try:
         rig.wait_ready()
         assert rig.load is not None
         if args.warmup_seconds:  # model loaded, detector past warm-up
-            run_step(rig.load, rig.port, rig.worker.pid, 300, args.warmup_seconds)
-        steps = [run_step(rig.load, rig.port, rig.worker.pid, r, args.seconds) for r in rates]
+            run_step(rig.load, rig.ports, rig.worker.pid, 300, args.warmup_seconds)
+        steps = [run_step(rig.load, rig.ports, rig.worker.pid, r, args.seconds) for r in rates]
         if args.overload:
             best = max([s["rate"] for s in steps if s["sustained"]] or [rates[0]])
             if args.stall_seconds:
                 rig.fault.write_text("fail")
-                stalled = run_step(rig.load, rig.port, rig.worker.pid, best * args.overload, args.stall_seconds,
+                stalled = run_step(rig.load, rig.ports, rig.worker.pid, best * args.overload, args.stall_seconds,
                                    sample_rss=True, drain=False)
                 rig.fault.write_text("")
                 rss = stalled.pop("rss")
                 steps.append({**stalled, "overload": True, "store": "failing",
                               "rss_slope_mib_per_min_2nd_half": round(rss_slope(rss), 1),
                               "rss_mid": round(rss[len(rss) // 2], 1) if rss else -1})
-            over = run_step(rig.load, rig.port, rig.worker.pid, best * args.overload, args.overload_seconds,
+            over = run_step(rig.load, rig.ports, rig.worker.pid, best * args.overload, args.overload_seconds,
                             sample_rss=True)
             rss = over.pop("rss")
             steps.append({**over, "overload": True, "rss_slope_mib_per_min_2nd_half": round(rss_slope(rss), 1),
