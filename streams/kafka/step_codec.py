@@ -11,15 +11,15 @@ step in the earlier format (JSON with the vector as base64 float32 under ``"v"``
 after an upgrade) is read too. A step that cannot be read is logged and skipped: it is our own
 output, so it is a bug, not bad input.
 
-The events agent sends steps in bulk (:func:`pack`): one message per destination partition per batch
-(cut at :data:`BULK_BYTES`), not one per step. A bulk message is the byte ``0x02``, the length of the
-fields (uint32 LE) and the number of vector rows (uint32 LE), the fields as one compact JSON object
-``{"steps": [...], "rows": [...]}`` (each step's ``"r"`` is its row; ``rows``, optional, holds the fields
-all steps of a row share), then the rows as raw float32. An event's steps that go to one partition (its
-user and its host, say) share one row: its vector and its fields (time, id, score, summary...) once. The partition is the one Kafka's default partitioner gives
-the step's key (:func:`streams.kafka.partition_keys.partition_of`), so a key's steps stay on one
-partition across the change, and their order within a partition is the batch's order. Single frames and
-JSON steps are still read (a topic written before the upgrade).
+The events agent sends steps in bulk (:func:`pack`): one message per destination partition per batch (cut at
+:data:`BULK_BYTES`), not one per step. A bulk message is the byte ``0x02``, the length of the fields (uint32
+LE) and the number of vector rows (uint32 LE), the fields as one compact JSON object ``{"steps": [...],
+"rows": [...]}`` (each step's ``"r"`` is its row; ``rows``, optional, holds the fields all steps of a row
+share), then the rows as raw float32. An event's steps that go to one partition (its user and its host, say)
+share one row: its vector and its fields (time, id, score, summary...) once. The partition is the one Kafka's
+default partitioner gives the step's key (:func:`streams.kafka.partition_keys.partition_of`), so a key's steps
+stay on one partition across the change, and their order within a partition is the batch's order. Single
+frames and JSON steps are still read (a topic written before the upgrade).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from streams.kafka.step_codec import decode_entity_steps
 from streams.stages.entity_stage import EntityOutcome, EntityStage
 from streams.worker.alert_sink import AlertSink
 from streams.worker.batches import wait_sent
-from streams.worker.table_agent import TableAgent
+from streams.worker.table_agent import BULK_MESSAGES_BUFFERED, TableAgent
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class EntityAgent(TableAgent):
                  commit_interval_s: float = 0.0, ready: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(app, executor, name="entities", steps="entity-steps", table=TABLE, app_id=app_id,
                          partitions=partitions, batch_size=batch_size, within_s=within_s,
-                         commit_interval_s=commit_interval_s, ready=ready)
+                         commit_interval_s=commit_interval_s, buffered=BULK_MESSAGES_BUFFERED, ready=ready)
         self.stage = stage
         self.alerts = alerts  # dedup, then the alerts topic
 

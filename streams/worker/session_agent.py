@@ -52,7 +52,7 @@ from streams.stages.session_stage import SessionOutcome, SessionStage
 from streams.worker.alert_sink import AlertSink
 from streams.kafka.step_codec import decode_session_steps
 from streams.worker.batches import wait_sent
-from streams.worker.table_agent import TableAgent
+from streams.worker.table_agent import BULK_MESSAGES_BUFFERED, TableAgent
 from streams.kafka.json_codec import dumps
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class SessionAgent(TableAgent):
                  ready: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(app, executor, name="sessions", steps="session-steps", table=TABLE, app_id=app_id,
                          partitions=partitions, batch_size=batch_size, within_s=within_s,
-                         commit_interval_s=commit_interval_s, ready=ready)
+                         commit_interval_s=commit_interval_s, buffered=BULK_MESSAGES_BUFFERED, ready=ready)
         self.stage = stage
         self._pending: dict[int, dict[bytes, Any]] = {}  # partition -> key -> latest value (a Session: serialized
         # when written) since the last flush; None: delete

@@ -1,11 +1,11 @@
 """A Faust agent over a repartitioned internal topic, its per-partition state mirrored in a
 changelog-backed table: the machinery the session and entity agents share.
 
-The events agent sends *steps* to ``<app_id>-<steps>``, in bulk: one message per partition per batch,
-each step on the partition its key (what the state is kept per: a session key, an entity) hashes to
-(streams/kafka/step_codec.py); every step of a key thus reaches one partition, hence one worker. A subclass processes one partition's batch of steps at a time
-(:meth:`TableAgent._batch`), writes what changed with :meth:`TableAgent._write`, and
-rebuilds a partition from the table in :meth:`TableAgent._load`.
+The events agent sends *steps* to ``<app_id>-<steps>``, in bulk: one message per partition per batch, each
+step on the partition its key (what the state is kept per: a session key, an entity) hashes to
+(streams/kafka/step_codec.py); every step of a key thus reaches one partition, hence one worker. A subclass
+processes one partition's batch of steps at a time (:meth:`TableAgent._batch`), writes what changed with
+:meth:`TableAgent._write`, and rebuilds a partition from the table in :meth:`TableAgent._load`.
 
 Recovery: Faust replays the changelog into ``table.data`` before agents resume (the
 in-memory store always replays a partition from its start when it is assigned), then
@@ -45,13 +45,20 @@ from streams.worker.batches import finish_batch, withhold
 
 log = logging.getLogger(__name__)
 
+#: bulk step messages queued for a session or entity agent, and in one of its batches: ≤ ~40 MB at
+#: streams/kafka/step_codec.py's 512 KiB of vectors a message (Faust's default queue is 4,096 messages)
+BULK_MESSAGES_BUFFERED = 64
+
 
 class TableAgent(ABC):
     """Steps topic + table + agent; see the module docstring."""
 
     def __init__(self, app: faust.App, executor: ThreadPoolExecutor, *, name: str, steps: str, table: str, app_id: str,
                  partitions: int, batch_size: int, within_s: float, commit_interval_s: float = 0.0,
-                 ready: Callable[[], Awaitable[None]] | None = None) -> None:
+                 buffered: int | None = None, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+        """``buffered``: most messages of the steps topic queued for the agent, and in one of its batches
+        (None: Faust's ``stream_buffer_maxsize`` and ``batch_size``); bulk step messages hold hundreds of
+        steps each (streams/kafka/step_codec.py), so a count meant for single steps would hold gigabytes."""
         self.app = app
         self.commit_interval_s = commit_interval_s
         self._held: dict[int, list[Any]] = {}  # partition -> events of finished batches, state not written yet
@@ -61,7 +68,9 @@ class TableAgent(ABC):
         self.batch_size, self.within_s = batch_size, within_s
         self.ready = ready  # awaited before the first batch: the output topics exist
         self.steps_topic = app.topic(f"{app_id}-{steps}", partitions=partitions, internal=True,
-                                     key_serializer="raw", value_serializer="raw")
+                                     key_serializer="raw", value_serializer="raw", maxsize=buffered)
+        if buffered is not None:
+            self.batch_size = min(batch_size, buffered)
         self.table = app.Table(table, partitions=partitions, key_type=bytes)  # values: JSON plain data
         self.table.on_recover(self._recovered)
         self.restored: set[int] = set()
@@ -93,8 +102,8 @@ class TableAgent(ABC):
 
     # ------------------------------------------------------------------ steps in
     async def send_steps(self, steps: list[tuple[int, bytes]]) -> list[Any]:
-        """Publish bulk step messages ``(partition, message)`` (the events agent calls this; streams/kafka/step_codec.py);
-        returns the send futures to await."""
+        """Publish bulk step messages ``(partition, message)`` (the events agent calls this;
+        streams/kafka/step_codec.py); returns the send futures to await."""
         return [await self.steps_topic.send(key=None, value=v, partition=p) for p, v in steps]
 
     async def _agent(self, stream: faust.StreamT) -> None:
