@@ -48,7 +48,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
-from bench.memory import rss_mib
+from bench.memory import cpu_seconds, rss_mib
 from streams.cli.terminal import table
 
 TOPIC = "secstream.events"
@@ -214,10 +214,13 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def run_step(load: Load, port: int | Sequence[int], pid: int, rate: float, seconds: float, sample_rss: bool = False,
-             drain: bool = True) -> dict[str, Any]:
+             drain: bool = True, cpu_pids: Sequence[int] = ()) -> dict[str, Any]:
     """One step of the load at ``rate``; ``port``: the /metrics port of each worker (their sums are read);
-    RSS is sampled from ``pid``."""
+    RSS is sampled from ``pid``; the CPU time of ``cpu_pids`` (default ``pid``) over the step, per event
+    consumed, is ``cpu_us_per_event``."""
     ports = [port] if isinstance(port, int) else list(port)
+    cpu_of = list(cpu_pids) or [pid]
+    cpu_before = sum(cpu_seconds(p) for p in cpu_of)
     before = metric_total(ports, "secstream_events_total")
     canaries_before = set(load.sent)  # every event sent before this step
     rss: list[float] = []
@@ -240,6 +243,7 @@ def run_step(load: Load, port: int | Sequence[int], pid: int, rate: float, secon
         time.sleep(0.2)
         consumed = metric_total(ports, "secstream_events_total") - before
     elapsed = time.monotonic() - t0  # from the first event sent to the last consumed
+    cpu = sum(cpu_seconds(p) for p in cpu_of) - cpu_before
     time.sleep(2.0)  # alerts of the step's last events
     stop.set()
     mine = [e for e in load.sent if e not in canaries_before]
@@ -252,6 +256,7 @@ def run_step(load: Load, port: int | Sequence[int], pid: int, rate: float, secon
             "alerted": len(lat), "p50_ms": round(_pct(lat, 0.5) * 1000, 1) if lat else None,
             "p99_ms": round(_pct(lat, 0.99) * 1000, 1) if lat else None, "rss_first": round(rss[0], 1) if rss else -1,
             "rss_last": round(rss[-1], 1) if rss else -1, "rss_max": round(max(rss), 1) if rss else -1,
+            "cpu_us_per_event": round(cpu / consumed * 1e6) if consumed > 0 and cpu >= 0 else None,
             "sustained": achieved >= 0.95 * sent / produced and elapsed - produced < 1.0, **({"rss": rss} if sample_rss else {})}
 
 
@@ -287,6 +292,7 @@ class Rig:
             self.workers.append(subprocess.Popen([sys.executable, "-m", "bench.fault_store"], env=env, stdout=log,
                                                  stderr=subprocess.STDOUT))
         self.worker = self.workers[0]
+        self.pids = [w.pid for w in self.workers]
         self.canaries_per_s = canaries_per_s
         self.load: Load | None = None
 
@@ -360,21 +366,21 @@ def main(argv: list[str] | None = None) -> int:
         rig.wait_ready()
         assert rig.load is not None
         if args.warmup_seconds:  # model loaded, detector past warm-up
-            run_step(rig.load, rig.ports, rig.worker.pid, 300, args.warmup_seconds)
-        steps = [run_step(rig.load, rig.ports, rig.worker.pid, r, args.seconds) for r in rates]
+            run_step(rig.load, rig.ports, rig.worker.pid, 300, args.warmup_seconds, cpu_pids=rig.pids)
+        steps = [run_step(rig.load, rig.ports, rig.worker.pid, r, args.seconds, cpu_pids=rig.pids) for r in rates]
         if args.overload:
             best = max([s["rate"] for s in steps if s["sustained"]] or [rates[0]])
             if args.stall_seconds:
                 rig.fault.write_text("fail")
                 stalled = run_step(rig.load, rig.ports, rig.worker.pid, best * args.overload, args.stall_seconds,
-                                   sample_rss=True, drain=False)
+                                   sample_rss=True, drain=False, cpu_pids=rig.pids)
                 rig.fault.write_text("")
                 rss = stalled.pop("rss")
                 steps.append({**stalled, "overload": True, "store": "failing",
                               "rss_slope_mib_per_min_2nd_half": round(rss_slope(rss), 1),
                               "rss_mid": round(rss[len(rss) // 2], 1) if rss else -1})
             over = run_step(rig.load, rig.ports, rig.worker.pid, best * args.overload, args.overload_seconds,
-                            sample_rss=True)
+                            sample_rss=True, cpu_pids=rig.pids)
             rss = over.pop("rss")
             steps.append({**over, "overload": True, "rss_slope_mib_per_min_2nd_half": round(rss_slope(rss), 1),
                           "rss_mid": round(rss[len(rss) // 2], 1) if rss else -1})
@@ -386,8 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    cols = ["rate", "sent", "achieved", "backlog_end", "lag_end", "canaries", "canaries_alerted", "alerted", "p50_ms", "p99_ms", "rss_first",
-            "rss_last", "rss_max", "sustained"]
+    cols = ["rate", "sent", "achieved", "backlog_end", "lag_end", "canaries", "canaries_alerted", "alerted", "p50_ms",
+            "p99_ms", "rss_first", "rss_last", "rss_max", "cpu_us_per_event", "sustained"]
     print(table([["-" if s[c] is None else s[c] for c in cols] for s in steps], cols))
     print(f"highest rate sustained with p99 event->alert < 250 ms: {summary['max_sustained_p99_under_250ms']}")
     for s in steps:

@@ -18,6 +18,7 @@ def test_bench_e2e_reports_each_step(capsys: pytest.CaptureFixture[str]) -> None
     (step,) = out["steps"]
     assert step["rate"] == 100 and step["sent"] > 0
     assert step["achieved"] > 0 and step["rss_max"] > 0
+    assert step["cpu_us_per_event"] > 0  # the worker's CPU time over the step, per event it consumed
     assert set(step) >= {"p50_ms", "p99_ms", "lag_end", "canaries", "alerted", "sustained"}
     assert "max_sustained_p99_under_250ms" in out
 
@@ -27,3 +28,7 @@ def test_bench_e2e_refuses_bad_rates(capsys: pytest.CaptureFixture[str]) -> None
         main(["--rates", "fast"])
     assert err.value.code == 2
     assert "--rates takes numbers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(["--workers", "5"])
+    assert err.value.code == 2
+    assert "--workers must be 1 to 4" in capsys.readouterr().err
