@@ -13,12 +13,13 @@ in the step that appears in an alert document (new, or an update folding it in),
 send to that document's arrival on the alerts topic: the whole path (events agent, alert-steps
 repartition, dedup agent, alerts topic).
 
-Per step: offered and achieved events/s (the worker's ``secstream_events_total``, from the step's
-first send until it has consumed all of the step's events, at most 30 s after the last send), the
-backlog when the sending stops (sent minus consumed) and the worker's lag gauge then (it lags behind:
-it reads the highwater of the last fetch, and a paused consumer does not fetch), events alerted, p50/p99 event→alert latency, and the worker's
-RSS. A step is *sustained* when the worker consumed the step within a second of its last send; the
-summary names the highest sustained rate whose p99 is under 250 ms (none, if no rate qualifies).
+Per step: offered and achieved events/s (the worker's ``secstream_events_total``, from the step's first send
+until it has consumed all of the step's events, at most 30 s after the last send), the backlog when the
+sending stops (sent minus consumed) and the worker's lag gauge then (it lags behind: it reads the highwater
+of the last fetch, and a paused consumer does not fetch), events alerted, p50/p99 event→alert latency, the
+worker's RSS, and the workers' CPU time (user + system, ``/proc``) over the step per event consumed (µs). A
+step is *sustained* when the worker consumed the step within a second of its last send; the summary names
+the highest sustained rate whose p99 is under 250 ms (none, if no rate qualifies).
 
 ``--workers N``: N worker processes in one consumer group share the 4 partitions (how a deployment uses
 a machine's cores: one worker is one core, the GIL); achieved rates and lag are their sums, RSS is the
