@@ -34,7 +34,7 @@ run: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/secstream run
 
 # Three test processes (pytest-xdist) on the 2-core machine, one file each at a time: the suite waits on the
-# workers and brokers it starts (two processes kept the cores 154% busy, three 181%: 446 s -> 388-392 s,
+# workers and brokers it starts (two processes kept the cores 154% busy, three 181%: 446 s -> 361-392 s,
 # 2026-12-08), and a file's module fixtures run once. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 3
 
