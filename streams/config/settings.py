@@ -305,7 +305,7 @@ class Settings(BaseSettings):
     )
     commit_interval_ms: int = Field(
         default=1000, ge=0,
-        description="how often the session and entity agents write their state to its changelog and let the "
+        description="how often the session, entity and alert agents write their state to its changelog and let the "
                     "offsets of the steps since the last write be committed (Kafka Streams' commit.interval.ms): "
                     "state a burst of batches changed is written once; a crash re-reads at most this much; 0: "
                     "after every batch",

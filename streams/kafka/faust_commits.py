@@ -77,30 +77,26 @@ def guard_topics(names: Iterable[str]) -> None:
     _guarded.update(names)
 
 
+def _messages(events: Sequence[Any]) -> Iterable[Any]:
+    """The Kafka messages of ``events`` (an event without one is left out)."""
+    return (m for m in (getattr(event, "message", None) for event in events) if m is not None)
+
+
 def mark_processed(events: Sequence[Any]) -> None:
     """The batch of ``events`` finished: their acks may be committed."""
-    for event in events:
-        message = getattr(event, "message", None)
-        if message is not None:
-            _processed.add(message)
+    _processed.update(_messages(events))
 
 
 def hold(events: Sequence[Any]) -> None:
     """The batch of ``events`` finished, its state is not durable yet: keep their acks back until
     :func:`release` (or :func:`unhold`)."""
-    for event in events:
-        message = getattr(event, "message", None)
-        if message is not None:
-            _holding.add(message)
+    _holding.update(_messages(events))
 
 
 def release(events: Sequence[Any]) -> None:
     """The state of held ``events`` is durable: they are processed, and an ack their stream asked for is
     recorded now."""
-    for event in events:
-        message = getattr(event, "message", None)
-        if message is None:
-            continue
+    for message in _messages(events):
         _holding.discard(message)
         _processed.add(message)
         consumer = _ack_asked.pop(message, None)
@@ -111,11 +107,9 @@ def release(events: Sequence[Any]) -> None:
 def unhold(events: Sequence[Any]) -> None:
     """Held ``events`` will not be released (their state could not be written): no longer held, never
     recorded (the caller withholds them: streams/worker/batches.py)."""
-    for event in events:
-        message = getattr(event, "message", None)
-        if message is not None:
-            _holding.discard(message)
-            _ack_asked.pop(message, None)
+    for message in _messages(events):
+        _holding.discard(message)
+        _ack_asked.pop(message, None)
 
 
 def on_wait_empty(callback: Callable[[], Awaitable[None]]) -> None:

@@ -4,7 +4,7 @@ A step is one scored event as a later stage needs it (its key, time, ids, score,
 sent to ``<app_id>-session-steps`` keyed by its session key and to ``<app_id>-entity-steps`` keyed by
 its entity, so every step of a session or an entity reaches the same partition and worker.
 
-A step on the wire is a frame: the byte ``0x01``, the length of its fields (uint32, little-endian), its
+A step was once a frame of its own: the byte ``0x01``, the length of its fields (uint32, little-endian), its
 fields as compact JSON, then its vector as raw little-endian float32. The vector is most of a step
 (433 floats), and base64 in JSON made it a third larger and cost an encode and a decode per step. A
 step in the earlier format (JSON with the vector as base64 float32 under ``"v"``, still in a topic
@@ -50,14 +50,9 @@ _BULK_HEAD = struct.Struct("<II")  # fields length, vector rows
 BULK_BYTES = 512 * 1024
 
 
-def frame(fields: dict[str, Any], vector: np.ndarray) -> bytes:
-    """One step on the wire: tag, fields length, fields as JSON, vector as raw float32 (module docstring)."""
-    meta = dumps(fields)
-    return FRAME + _LENGTH.pack(len(meta)) + meta + np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
 def unframe(raw: bytes) -> tuple[dict[str, Any], np.ndarray]:
-    """Inverse of :func:`frame`; also reads a step in the earlier JSON format. Raises ValueError when unreadable."""
+    """One step of the single-step formats written before bulk steps: a frame (tag, fields length, fields as
+    JSON, vector as raw float32) or JSON with a base64 vector. Raises ValueError when unreadable."""
     if raw[:1] == FRAME:
         if len(raw) < 1 + _LENGTH.size:
             raise ValueError(f"step frame of {len(raw)} bytes has no fields length")

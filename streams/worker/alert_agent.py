@@ -12,7 +12,7 @@ publishes what changed to the alerts topic (new alerts, and updates under the sa
 ``SECSTREAM_ALERT_FORMAT=ocsf``, :mod:`detection.ocsf`) and waits for the acks; once per commit
 interval (streams/worker/table_agent.py) it mirrors the changed
 dedup records into the Faust table ``alert-groups`` (changelog), meta last and
-alone (Tansu's "latest offset" answer, see :mod:`streams.worker.session_agent`). Publish
+alone (Tansu's "latest offset" answer, see :meth:`streams.worker.table_agent.TableAgent._write_records`). Publish
 before persist: a crash in between re-delivers the batch, which republishes the
 same documents under the same ids; the other order could lose an update.
 
@@ -136,14 +136,9 @@ class AlertAgent(TableAgent):
 
     async def _write_state(self, partition: int) -> None:
         """The dedup records the batches since the last flush changed, meta last and alone."""
-        records = self.deduper(partition).take_records()
         prefix = f"{partition}|".encode()
-        writes = [await self._write(partition, prefix + k.encode("utf-8"), v) for k, v in records[:-1]]
-        writes = [w for w in writes if w is not None]
-        if writes:
-            await wait_sent(writes)
-        meta_key, meta = records[-1]
-        await wait_sent([await self._write(partition, prefix + meta_key.encode("utf-8"), meta)])
+        records = self.deduper(partition).take_records()
+        await self._write_records(partition, [(prefix + k.encode("utf-8"), v) for k, v in records])
 
     def _screen(self, raised: list[tuple[dict[str, Any], Carried | None]]
                 ) -> tuple[list[dict[str, Any]], dict[str, Carried]]:

@@ -12,7 +12,7 @@ scores, window commits, drift) and then
   ``<app_id>-entities-changelog``, co-partitioned with the steps) as the records of
   :mod:`detection.entity_records`, keys ``<partition>|e:…``, ``|g:…``, ``|a:…``, and
   ``<partition>|m`` written last, alone (Tansu's "latest offset" answer, see
-  :mod:`streams.worker.session_agent`). The local table keeps a placeholder, not the record:
+  :meth:`streams.worker.table_agent.TableAgent._write_records`). The local table keeps a placeholder, not the record:
   only a recovery reads records back, and Faust's recovery replays them in full from
   the changelog (an entity record is ≈ 16 KB of base64; keeping a second copy of every
   entity in memory would double the state);
@@ -81,17 +81,9 @@ class EntityAgent(TableAgent):
 
     async def _write_state(self, partition: int) -> None:
         """The records the batches since the last flush changed, the meta record last and alone."""
-        records = await self.run(self.stage.records, partition)
-        futures = []
         prefix = f"{partition}|".encode()
-        for key, value in records[:-1]:
-            fut = await self._write(partition, prefix + key.encode("utf-8"), value, keep=_KEPT)
-            if fut is not None:
-                futures.append(fut)
-        if futures:
-            await wait_sent(futures)
-        meta_key, meta = records[-1]  # last, alone
-        await wait_sent([await self._write(partition, prefix + meta_key.encode("utf-8"), meta, keep=_KEPT)])
+        records = await self.run(self.stage.records, partition)
+        await self._write_records(partition, [(prefix + k.encode("utf-8"), v) for k, v in records], keep=_KEPT)
 
     # ------------------------------------------------------------------ recovery
     def _drop(self, partition: int) -> None:

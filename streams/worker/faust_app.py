@@ -147,6 +147,7 @@ class Worker:
         self.alerts_topic = self.app.topic(s.topic_alerts, partitions=1)
         self.feedback_topic = self.app.topic(s.topic_feedback, partitions=1)
         # every raised alert goes through dedup (streams/worker/alert_agent.py) before the alerts topic
+        commit_s = s.commit_interval_ms / 1000  # the table agents' commit interval (streams/worker/table_agent.py)
         self.alerts = AlertAgent(self.app, lambda: build_deduper(s), self.executor, app_id=s.app_id,
                                  partitions=s.topic_partitions, batch_size=s.batch_size,
                                  # alerts are few and an analyst waits on them: no 0.2 s floor (the
@@ -154,7 +155,7 @@ class Worker:
                                  within_s=s.batch_within_s, alerts_topic=self.alerts_topic,
                                  alert_format=s.alert_format, ready=self.ensure_topics, store=pipeline.store,
                                  dim=pipeline.encoder.dim, feedback=pipeline.feedback,
-                                 commit_interval_s=s.commit_interval_ms / 1000)
+                                 commit_interval_s=commit_s)
         # analyst verdicts: read by every worker (streams/worker/feedback_agent.py)
         self.feedback = FeedbackAgent(self.app, self.executor, bootstrap=bootstrap, topic=s.topic_feedback,
                                       client_options=aiokafka_kwargs(s),
@@ -166,13 +167,13 @@ class Worker:
                 self.app, sessions, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), idle_s=s.session_idle_s,
                 alerts=self.alerts, sessions_topic=self.app.topic(s.topic_sessions, partitions=1),
-                commit_interval_s=s.commit_interval_ms / 1000, ready=self.ensure_topics)
+                commit_interval_s=commit_s, ready=self.ensure_topics)
         self.entities: EntityAgent | None = None
         if entities is not None:
             self.entities = EntityAgent(
                 self.app, entities, self.executor, app_id=s.app_id, partitions=s.topic_partitions,
                 batch_size=s.batch_size, within_s=max(s.batch_within_s, 0.2), alerts=self.alerts,
-                commit_interval_s=s.commit_interval_ms / 1000, ready=self.ensure_topics)
+                commit_interval_s=commit_s, ready=self.ensure_topics)
         self._outputs = [self.dlq_topic, self.alerts_topic, self.feedback_topic]
         if self.sessions is not None:
             self._outputs.append(self.sessions.sessions_topic)

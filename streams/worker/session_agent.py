@@ -20,7 +20,7 @@ co-partitioned with the steps), each key once, with its latest value:
   the next session of the key is ``key#n+1`` after a restart too) and the source
   offsets applied to it, deleted when the bounded memory of closed keys forgets it;
 - ``w:<partition>`` → ``[partition, watermark]``, written last at every flush (see
-  :meth:`SessionAgent._write_state` for why).
+  :meth:`TableAgent._write_records` for why).
 
 A (re)started worker recovers the table from the changelog (Faust does that before
 its agents resume) and rebuilds each assigned partition's open sessions from it;
@@ -150,21 +150,12 @@ class SessionAgent(TableAgent):
             pending[b"n:" + key.encode("utf-8")] = None
 
     async def _write_state(self, partition: int) -> None:
-        pending = self._pending.pop(partition, {})
-        futures = []
-        for key, value in pending.items():
-            if isinstance(value, Session):
-                value = {"p": partition, **value.to_dict()}
-            if (fut := await self._write(partition, key, value)) is not None:
-                futures.append(fut)
-        if futures:
-            await wait_sent(futures)
-        # The watermark goes last, alone in its produce request: Tansu answers "latest
-        # offset" with the last record batch's base offset + 1, so Faust's recovery would
-        # stop short of a multi-record last batch. One record last makes that exact.
+        """Each key the batches since the last flush changed, its latest value; the watermark last, alone."""
+        records = [(key, {"p": partition, **value.to_dict()} if isinstance(value, Session) else value)
+                   for key, value in self._pending.pop(partition, {}).items()]
         sz = self.stage.sessionizers.get(partition)
         wm = sz.watermark if sz is not None and sz.watermark != float("-inf") else None
-        await wait_sent([await self._write(partition, f"w:{partition}".encode(), [partition, wm])])
+        await self._write_records(partition, records + [(f"w:{partition}".encode(), [partition, wm])])
 
     # ------------------------------------------------------------------ recovery
     def _drop(self, partition: int) -> None:

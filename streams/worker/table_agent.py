@@ -41,7 +41,7 @@ import faust
 
 from streams.kafka import faust_commits
 from streams.ops import metrics
-from streams.worker.batches import finish_batch, withhold
+from streams.worker.batches import finish_batch, wait_sent, withhold
 
 log = logging.getLogger(__name__)
 
@@ -154,15 +154,13 @@ class TableAgent(ABC):
             for partition in sorted(dirty | set(held)):
                 events = held.get(partition, [])
                 if partition not in self.restored:  # handed over: its new owner reads them from the last commit
-                    faust_commits.unhold(events)
-                    withhold(events)
+                    _let_go(events)
                     continue
                 try:
                     if partition in dirty:
                         await self._write_state(partition)
                 except Exception as exc:  # noqa: BLE001 - withheld: Kafka re-delivers them to the next owner
-                    faust_commits.unhold(events)
-                    withhold(events)
+                    _let_go(events)
                     metrics.BATCHES_WITHHELD.labels(self.name).inc()
                     log.error("%s: partition %d: its state since the last commit could not be written (%s: %s); "
                               "its %d steps are not committed, Kafka re-delivers them", self.name, partition,
@@ -203,6 +201,19 @@ class TableAgent(ABC):
         return await topic.send(key=key, value=value, partition=partition, key_serializer="raw",
                                 value_serializer="json")
 
+    async def _write_records(self, partition: int, records: list[tuple[bytes, Any]], *, keep: Any = None) -> None:
+        """:meth:`_write` each record, the last one alone in its own produce request once the others are acked:
+        Tansu answers "latest offset" with the last record batch's base offset + 1, so Faust's recovery would
+        stop short of a multi-record last batch; one record last makes that exact."""
+        futures = [fut for key, value in records[:-1]
+                   if (fut := await self._write(partition, key, value, keep=keep)) is not None]
+        if futures:
+            await wait_sent(futures)
+        key, value = records[-1]
+        last = await self._write(partition, key, value, keep=keep)
+        if last is not None:
+            await wait_sent([last])
+
     # ------------------------------------------------------------------ recovery
     def _active(self) -> set[int]:
         name = self.steps_topic.get_topic_name()
@@ -222,3 +233,9 @@ class TableAgent(ABC):
         self._drop(partition)
         self._load(partition, list(self.table.data.items()))
         self.restored.add(partition)
+
+
+def _let_go(events: list[Any]) -> None:
+    """Held events whose state will not be written by this worker: never committed here, no longer in flight."""
+    faust_commits.unhold(events)
+    withhold(events)

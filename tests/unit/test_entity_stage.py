@@ -15,7 +15,8 @@ from detection.entity_tracker import EntityTracker
 from detection.plain import b64
 from schemas.alert import validate_alert
 from streams.kafka.partition_keys import partition_of
-from streams.kafka.step_codec import decode_entity_steps, encode_entity_steps, frame
+from streams.kafka.json_codec import dumps
+from streams.kafka.step_codec import decode_entity_steps, encode_entity_steps
 from streams.stages.entity_stage import EntityStage, EntityStep
 from tests.unit.test_entities import T0, iso, two_behaviours
 
@@ -95,6 +96,12 @@ def test_steps_round_trip_on_the_wire_and_bad_ones_are_skipped() -> None:
     bulk = wire[0][1]
     back, v = decode_entity_steps([bulk[:3], bulk[:-2], bulk + b"\0", single])
     assert back == [steps[1]]
+
+
+def frame(fields: dict[str, Any], vector: np.ndarray) -> bytes:
+    """A step as workers wrote it before bulk steps (streams/kafka/step_codec.py reads it still)."""
+    meta = dumps(fields)
+    return b"\x01" + len(meta).to_bytes(4, "little") + meta + vector.astype("<f4").tobytes()
 
 
 def _fields(step: EntityStep) -> dict[str, Any]:
